@@ -1,0 +1,41 @@
+// retrokv-eval: the measurement harness. One subcommand per question:
+//   recall    — recall vs keys scanned of every index (RoarGraph, IVF, Flat, HNSW, Faiss)
+//   fidelity  — attention-output error of the sparse policies vs full attention
+#include <cstdio>
+#include <cstring>
+#include <exception>
+#include <string>
+
+#include "retrokv/core/error.h"
+
+namespace retrokv::eval {
+int run_recall(int argc, char** argv);
+int run_fidelity(int argc, char** argv);
+}  // namespace retrokv::eval
+
+namespace {
+void usage() {
+  std::fprintf(stderr,
+               "usage: retrokv-eval <command> [options]\n"
+               "  recall    recall@k vs keys scanned for every index (--help for options)\n"
+               "  fidelity  attention error of the sparse policies vs full attention\n");
+}
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h")) {
+    usage();
+    return argc < 2 ? 2 : 0;
+  }
+  const std::string cmd = argv[1];
+  try {
+    if (cmd == "recall") return retrokv::eval::run_recall(argc - 1, argv + 1);
+    if (cmd == "fidelity") return retrokv::eval::run_fidelity(argc - 1, argv + 1);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "retrokv-eval %s: %s\n", cmd.c_str(), e.what());
+    return 1;
+  }
+  std::fprintf(stderr, "retrokv-eval: unknown command '%s'\n", cmd.c_str());
+  usage();
+  return 2;
+}
