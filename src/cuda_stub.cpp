@@ -1,11 +1,94 @@
-// The CUDA part when retrokv is built without CUDA: queries answer "none", everything else throws.
+// The CUDA part when retrokv is built without CUDA: queries answer "none", every launcher and
+// allocation throws retrokv::Error("built without CUDA"), so CPU-only builds link and fail loudly.
 #include "retrokv/core/error.h"
+#include "retrokv/cuda/attention.h"
 #include "retrokv/cuda/device.h"
+#include "retrokv/cuda/memory.h"
+#include "retrokv/cuda/scoring.h"
 
 namespace retrokv::cuda {
 
+namespace {
+[[noreturn]] void no_cuda() { RETROKV_FAIL("built without CUDA"); }
+}  // namespace
+
 bool built_with_cuda() { return false; }
 int device_count() { return 0; }
-void require_device() { RETROKV_FAIL("built without CUDA"); }
+void require_device() { no_cuda(); }
+int multiprocessor_count() { no_cuda(); }
+void check_status(CudaStatus status, const char* what) {
+  RETROKV_CHECK(status == kCudaSuccess, what, ": CUDA error ", status, " (built without CUDA)");
+}
+void synchronize() { no_cuda(); }
+
+void memory_info(std::size_t*, std::size_t*) { no_cuda(); }
+DeviceBuffer::DeviceBuffer(std::size_t bytes) {
+  if (bytes != 0) no_cuda();
+}
+DeviceBuffer::~DeviceBuffer() = default;
+DeviceBuffer::DeviceBuffer(DeviceBuffer&& o) noexcept : ptr_(o.ptr_), bytes_(o.bytes_) {
+  o.ptr_ = nullptr;
+  o.bytes_ = 0;
+}
+DeviceBuffer& DeviceBuffer::operator=(DeviceBuffer&& o) noexcept {
+  ptr_ = o.ptr_;
+  bytes_ = o.bytes_;
+  o.ptr_ = nullptr;
+  o.bytes_ = 0;
+  return *this;
+}
+void DeviceBuffer::copy_from_host(const void*, std::size_t, std::size_t) { no_cuda(); }
+void DeviceBuffer::copy_to_host(void*, std::size_t, std::size_t) const { no_cuda(); }
+void DeviceBuffer::fill_bytes(int) { no_cuda(); }
+PinnedBuffer::PinnedBuffer(std::size_t bytes) {
+  if (bytes != 0) no_cuda();
+}
+PinnedBuffer::~PinnedBuffer() = default;
+PinnedBuffer::PinnedBuffer(PinnedBuffer&& o) noexcept
+    : ptr_(o.ptr_), device_ptr_(o.device_ptr_), bytes_(o.bytes_) {
+  o.ptr_ = nullptr;
+  o.device_ptr_ = nullptr;
+  o.bytes_ = 0;
+}
+PinnedBuffer& PinnedBuffer::operator=(PinnedBuffer&& o) noexcept {
+  ptr_ = o.ptr_;
+  device_ptr_ = o.device_ptr_;
+  bytes_ = o.bytes_;
+  o.ptr_ = nullptr;
+  o.device_ptr_ = nullptr;
+  o.bytes_ = 0;
+  return *this;
+}
+
+CudaStatus decode_attention(const float*, const RaggedKV&, const DecodePlan&, float, void*, float*,
+                            float*, Stream) {
+  no_cuda();
+}
+CudaStatus paged_decode_attention(const float*, const PagedKV&, const DecodePlan&, float, void*,
+                                  float*, float*, Stream) {
+  no_cuda();
+}
+CudaStatus estimation_attention(const float*, const ClusterSummaries&, const DecodePlan&, float,
+                                void*, float*, float*, Stream) {
+  no_cuda();
+}
+CudaStatus merge_states(const float*, const float*, int, int64_t, int, int64_t, int64_t, int64_t,
+                        int64_t, float*, float*, Stream) {
+  no_cuda();
+}
+CudaStatus merge_states(const float*, const float*, int, int64_t, int, float*, float*, Stream) {
+  no_cuda();
+}
+std::size_t scoring_workspace_bytes(int n_q_heads, int n_kv_heads, int64_t n_total_clusters) {
+  RETROKV_CHECK(n_kv_heads >= 1 && n_q_heads % n_kv_heads == 0,
+                "n_q_heads: expected a multiple of n_kv_heads (", n_kv_heads, "), got ", n_q_heads);
+  RETROKV_CHECK(n_total_clusters >= 0, "n_total_clusters: expected >= 0, got ", n_total_clusters);
+  return static_cast<std::size_t>(n_q_heads / n_kv_heads) *
+         static_cast<std::size_t>(n_total_clusters) * sizeof(float);
+}
+CudaStatus score_centroids(const float*, const CentroidSet&, int, int, int, int, int64_t, int, int,
+                           float, void*, float*, int32_t*, int32_t*, Stream) {
+  no_cuda();
+}
 
 }  // namespace retrokv::cuda

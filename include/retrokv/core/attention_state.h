@@ -41,7 +41,8 @@ struct AttentionStateRef {
 };
 
 /// Merges a and b into out[d] (out may alias a.o or b.o); returns the merged natural-log LSE.
-RETROKV_HOST_DEVICE float merge_states(AttentionStateRef a, AttentionStateRef b, float* out, int d) {
+RETROKV_HOST_DEVICE float merge_states(AttentionStateRef a, AttentionStateRef b, float* out,
+                                       int d) {
   float w_a, w_b;
   const float lse = merge_weights(a.lse, b.lse, &w_a, &w_b);
   const float sum = w_a + w_b;

@@ -37,8 +37,8 @@ template <typename... Parts>
 /// RETROKV_CHECK(cond, message parts...): throws retrokv::Error with the parts streamed together.
 /// Name the argument and give expected and actual values, e.g.
 /// RETROKV_CHECK(k <= n, "k must be <= n_keys (", n, "), got ", k);
-#define RETROKV_CHECK(cond, ...)                                            \
-  do {                                                                      \
+#define RETROKV_CHECK(cond, ...)                                                  \
+  do {                                                                            \
     if (!(cond)) ::retrokv::detail::throw_error(__FILE__, __LINE__, __VA_ARGS__); \
   } while (0)
 
@@ -46,7 +46,7 @@ template <typename... Parts>
 #define RETROKV_FAIL(...) ::retrokv::detail::throw_error(__FILE__, __LINE__, __VA_ARGS__)
 
 /// RETROKV_CHECK_EQ(name, expected, actual): the common shape check.
-#define RETROKV_CHECK_EQ(name, expected, actual)                                        \
+#define RETROKV_CHECK_EQ(name, expected, actual) \
   RETROKV_CHECK((expected) == (actual), name, ": expected ", (expected), ", got ", (actual))
 
 #ifdef NDEBUG

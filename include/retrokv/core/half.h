@@ -30,7 +30,8 @@ RETROKV_HOST_DEVICE uint16_t float_to_half_bits(float f) {
   const uint32_t sign = (x >> 16) & 0x8000u;
   const uint32_t abs = x & 0x7fffffffu;
   if (abs >= 0x7f800000u) {  // Inf or NaN: keep NaN quiet and non-zero.
-    return static_cast<uint16_t>(sign | 0x7c00u | (abs > 0x7f800000u ? (0x0200u | ((abs >> 13) & 0x3ffu)) : 0u));
+    return static_cast<uint16_t>(sign | 0x7c00u |
+                                 (abs > 0x7f800000u ? (0x0200u | ((abs >> 13) & 0x3ffu)) : 0u));
   }
   if (abs >= 0x477ff000u) return static_cast<uint16_t>(sign | 0x7c00u);  // rounds to >= 65520: Inf
   if (abs < 0x38800000u) {  // result is a half denormal (or zero): |f| < 2^-14
@@ -126,9 +127,12 @@ enum class DType : uint8_t { kFloat32 = 0, kFloat16 = 1, kBFloat16 = 2 };
 
 inline const char* dtype_name(DType t) {
   switch (t) {
-    case DType::kFloat32: return "float32";
-    case DType::kFloat16: return "float16";
-    case DType::kBFloat16: return "bfloat16";
+    case DType::kFloat32:
+      return "float32";
+    case DType::kFloat16:
+      return "float16";
+    case DType::kBFloat16:
+      return "bfloat16";
   }
   return "unknown";
 }
@@ -136,10 +140,16 @@ inline const char* dtype_name(DType t) {
 template <typename T>
 struct dtype_of;
 template <>
-struct dtype_of<float> { static constexpr DType value = DType::kFloat32; };
+struct dtype_of<float> {
+  static constexpr DType value = DType::kFloat32;
+};
 template <>
-struct dtype_of<half> { static constexpr DType value = DType::kFloat16; };
+struct dtype_of<half> {
+  static constexpr DType value = DType::kFloat16;
+};
 template <>
-struct dtype_of<bfloat16> { static constexpr DType value = DType::kBFloat16; };
+struct dtype_of<bfloat16> {
+  static constexpr DType value = DType::kBFloat16;
+};
 
 }  // namespace retrokv

@@ -27,8 +27,8 @@ struct MatrixView {
   MatrixView(T* d, int64_t r, int64_t c, int64_t leading) : data(d), rows(r), cols(c), ld(leading) {
     RETROKV_CHECK(r >= 0 && c >= 0, "MatrixView: negative shape (", r, ", ", c, ")");
     RETROKV_CHECK(leading >= c, "MatrixView: ld must be >= cols (", c, "), got ", leading);
-    RETROKV_CHECK(d != nullptr || r == 0 || c == 0, "MatrixView: null data for shape (", r, ", ",
-                  c, ")");
+    RETROKV_CHECK(d != nullptr || r == 0 || c == 0, "MatrixView: null data for shape (", r, ", ", c,
+                  ")");
   }
   /// Implicit conversion to a view of const elements.
   template <typename U, typename = std::enable_if_t<std::is_same_v<const U, T>>>

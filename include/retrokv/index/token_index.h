@@ -24,9 +24,9 @@ struct SearchResult {
 
 /// Per-search knobs. Fields an index does not use are ignored.
 struct SearchParams {
-  int k = 100;             ///< how many token ids to return
-  int ef = 0;              ///< graph beam width (0: the index's default)
-  int nprobe = 0;          ///< IVF lists to probe (0: the index's default)
+  int k = 100;                          ///< how many token ids to return
+  int ef = 0;                           ///< graph beam width (0: the index's default)
+  int nprobe = 0;                       ///< IVF lists to probe (0: the index's default)
   const int32_t* warm_start = nullptr;  ///< ids to start a graph search from (e.g. last step's)
   int n_warm_start = 0;
 };

@@ -1,0 +1,656 @@
+// RetroInfer's wave index for one KV head on the CPU (RetroInfer section 4, DESIGN.md section 3):
+// segmented spherical k-means over mean-centred keys, per-cluster centroid / value sum / size,
+// KV stored cluster-contiguous, and tripartite attention (steady + retrieval exact, estimation
+// zone from centroids, the rest dropped) merged by LSE, with retrokv's adaptive retrieval budget.
+#pragma once
+
+#include <Eigen/Core>
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <numeric>
+#include <string>
+#include <vector>
+
+#include "retrokv/core/attention_state.h"
+#include "retrokv/core/checksum.h"
+#include "retrokv/core/error.h"
+#include "retrokv/core/view.h"
+#include "retrokv/cpu/kmeans.h"
+#include "retrokv/index/token_index.h"
+#include "retrokv/index/wave_attention.h"
+#include "retrokv/index/wave_params.h"
+
+namespace retrokv {
+
+/// Wave index over the keys and values (n, d) of one KV head.
+///
+/// Zones: tokens [0, n_sink) and the last n_local tokens, plus every token appended since the
+/// last update, form the steady zone (always exact). All other tokens are clustered segment by
+/// segment; a cluster is one contiguous row range of the reordered KV copy the index owns.
+/// search/select/attend are const and safe from many threads; build, append and load are not
+/// (callers serialise them against readers).
+class WaveIndex : public TokenIndex {
+ public:
+  WaveIndex() = default;
+
+  /// Builds from keys and values (n, d) of one KV head (n >= 0, d >= 1, finite). Throws
+  /// retrokv::Error naming the argument on bad shapes, non-finite values or bad params.
+  WaveIndex(ConstMatrixView<float> keys, ConstMatrixView<float> values,
+            const WaveParams& params = {}) {
+    check_params(params);
+    RETROKV_CHECK(keys.cols >= 1, "keys: expected d >= 1 columns, got ", keys.cols);
+    RETROKV_CHECK(values.rows == keys.rows && values.cols == keys.cols,
+                  "values: expected shape (", keys.rows, ", ", keys.cols, ") as keys, got (",
+                  values.rows, ", ", values.cols, ")");
+    RETROKV_CHECK(keys.rows < int64_t{1} << 31, "keys: at most 2^31 - 1 rows, got ", keys.rows);
+    check_finite(keys, "keys");
+    check_finite(values, "values");
+    params_ = params;
+    d_ = static_cast<int>(keys.cols);
+    key_mean_.assign(d_, 0.f);
+    cluster_offsets_.assign(1, 0);
+    const int64_t n = keys.rows;
+    n_tokens_ = n;
+    n_sink_ = std::min<int64_t>(n, params.n_sink);
+    const int64_t n_local = std::min<int64_t>(n - n_sink_, params.n_local);
+    const int64_t mid_begin = n_sink_, mid_end = n - n_local;
+    for (int64_t i = 0; i < n_sink_; ++i) push_steady(keys.row(i), values.row(i), i);
+    for (int64_t i = mid_end; i < n; ++i) push_steady(keys.row(i), values.row(i), i);
+    const int64_t m = mid_end - mid_begin;
+    if (m > 0) {
+      // One frame for every segment: the mean of the clustered keys at build time.
+      std::vector<double> mean(d_, 0.0);
+      for (int64_t i = mid_begin; i < mid_end; ++i)
+        for (int t = 0; t < d_; ++t) mean[t] += keys(i, t);
+      for (int t = 0; t < d_; ++t) key_mean_[t] = static_cast<float>(mean[t] / m);
+      has_mean_ = true;
+      const int64_t n_seg = (m + params.segment_size - 1) / params.segment_size;
+      for (int64_t s = 0; s < n_seg; ++s) {
+        const int64_t b = mid_begin + s * m / n_seg, e = mid_begin + (s + 1) * m / n_seg;
+        add_segment(keys.slice_rows(b, e - b), values.slice_rows(b, e - b), b);
+      }
+    }
+  }
+
+  std::string name() const override { return "wave"; }
+  int64_t size() const override { return n_tokens_; }
+  int dim() const override { return d_; }
+  const WaveParams& params() const { return params_; }
+
+  /// Token ids of the exact selection of a GQA group q (g, d): the steady zone plus the tokens
+  /// of the retrieval-zone clusters, ranked by the group score (max over heads of q.k), best
+  /// first. params.k > 0: the retrieval zone grows in rank order until it holds >= k tokens and
+  /// the best k ids are returned; params.k <= 0: the default budget, all of its ids.
+  SearchResult search(ConstMatrixView<float> queries, const SearchParams& params) const override {
+    check_queries(queries, "queries");
+    WaveBudget b = params_.budget;
+    if (params.k > 0) {
+      b.retrieval_tokens = params.k;
+      b.tolerance = 0.0;
+    }
+    b.estimation_frac = 0.0;
+    b.estimation_tokens = 0;
+    const float scale = 1.f / std::sqrt(static_cast<float>(d_));
+    std::vector<float> steady_lse;
+    if (b.tolerance > 0.0) steady_lse = steady_group_lse(queries, scale);
+    std::vector<float> logits = score_centroids(queries, scale);
+    const WaveSelection sel = select_from_logits(logits, static_cast<int>(queries.rows), b,
+                                                 steady_lse);
+    SearchResult res;
+    std::vector<ScoredPos> cand;
+    auto add = [&](const float* k, int32_t id) {
+      float best = -INFINITY;
+      for (int64_t h = 0; h < queries.rows; ++h)
+        best = std::max(best, Eigen::Map<const Eigen::VectorXf>(queries.row(h), d_)
+                                  .dot(Eigen::Map<const Eigen::VectorXf>(k, d_)));
+      cand.push_back({best, id});
+    };
+    for (size_t i = 0; i < steady_ids_.size(); ++i)
+      add(steady_keys_.data() + i * d_, steady_ids_[i]);
+    for (int32_t c : sel.retrieval)
+      for (int64_t p = cluster_offsets_[c]; p < cluster_offsets_[c + 1]; ++p)
+        add(keys_.data() + p * d_, pos_ids_[p]);
+    std::sort(cand.begin(), cand.end(), [](const ScoredPos& a, const ScoredPos& b) {
+      return a.score > b.score || (a.score == b.score && a.id < b.id);
+    });
+    if (params.k > 0 && static_cast<int64_t>(cand.size()) > params.k) cand.resize(params.k);
+    for (const auto& c : cand) {
+      res.ids.push_back(c.id);
+      res.scores.push_back(c.score);
+    }
+    res.keys_scanned = n_clusters() + static_cast<int64_t>(steady_ids_.size()) +
+                       sel.retrieval_tokens;
+    return res;
+  }
+
+  /// Zones for a GQA group q (g, d) under `budget` (the index's default when null).
+  WaveSelection select(ConstMatrixView<float> q, float scale,
+                       const WaveBudget* budget = nullptr) const {
+    check_queries(q, "q");
+    RETROKV_CHECK(std::isfinite(scale) && scale > 0.f, "scale: expected finite > 0, got ", scale);
+    const WaveBudget& b = budget ? *budget : params_.budget;
+    check_budget(b);
+    std::vector<float> steady_lse;
+    if (b.tolerance > 0.0) steady_lse = steady_group_lse(q, scale);
+    return select_from_logits(score_centroids(q, scale), static_cast<int>(q.rows), b, steady_lse);
+  }
+
+  /// Tripartite attention of a GQA group q (g, d): o (g, d) normalised outputs, lse[g] natural-log
+  /// LSE of the merged state (exact steady + retrieval zones, estimated estimation zone; the
+  /// estimate stands in for exp-sums, so lse is itself an estimate when that zone is non-empty).
+  /// budget: the index's default when null. stats (optional) reports the zones chosen.
+  void attend(ConstMatrixView<float> q, float scale, MatrixView<float> o, float* lse,
+              WaveStats* stats = nullptr, const WaveBudget* budget = nullptr) const {
+    check_queries(q, "q");
+    RETROKV_CHECK(std::isfinite(scale) && scale > 0.f, "scale: expected finite > 0, got ", scale);
+    RETROKV_CHECK(o.rows == q.rows && o.cols == d_, "o: expected shape (", q.rows, ", ", d_,
+                  "), got (", o.rows, ", ", o.cols, ")");
+    RETROKV_CHECK(lse != nullptr, "lse: expected a pointer to ", q.rows, " floats, got null");
+    const WaveBudget& b = budget ? *budget : params_.budget;
+    check_budget(b);
+    const int g = static_cast<int>(q.rows);
+    std::vector<float> qc(static_cast<size_t>(g) * d_);
+    for (int h = 0; h < g; ++h) std::copy(q.row(h), q.row(h) + d_, qc.data() + h * d_);
+
+    // Exact part: steady zone, then the retrieval clusters, folded into one running softmax.
+    detail::GroupSoftmaxAccumulator exact(qc.data(), g, d_, scale);
+    exact.add({steady_keys_.data(), steady_values_.data(),
+               static_cast<int64_t>(steady_ids_.size())});
+    // The steady zone's exact LSE feeds the adaptive budget and the remaining-mass statistic.
+    std::vector<float> steady_lse(g), tmp(d_);
+    for (int h = 0; h < g; ++h) steady_lse[h] = exact.finish(h, tmp.data());
+    const std::vector<float> logits = score_centroids(q, scale);
+    const WaveSelection sel = select_from_logits(logits, g, b, steady_lse);
+    for (int32_t c : sel.retrieval) {
+      const int64_t p = cluster_offsets_[c];
+      exact.add({keys_.data() + p * d_, values_.data() + p * d_, cluster_offsets_[c + 1] - p});
+    }
+    std::vector<float> states(static_cast<size_t>(2) * d_);
+    float lses[2];
+    const int64_t n_c = n_clusters();
+    for (int h = 0; h < g; ++h) {
+      lses[0] = exact.finish(h, states.data());
+      lses[1] = detail::estimate_zone(logits.data() + h * n_c, cluster_offsets_.data(),
+                                      value_sums_.data(), sel.estimation.data(),
+                                      static_cast<int64_t>(sel.estimation.size()), d_,
+                                      states.data() + d_);
+      lse[h] = merge_states_n(states.data(), lses, 2, d_, o.row(h));
+    }
+    if (stats) {
+      stats->n_clusters = n_c;
+      stats->steady_tokens = static_cast<int64_t>(steady_ids_.size());
+      stats->retrieval_clusters = static_cast<int64_t>(sel.retrieval.size());
+      stats->retrieval_tokens = sel.retrieval_tokens;
+      stats->estimation_clusters = static_cast<int64_t>(sel.estimation.size());
+      stats->estimation_tokens = sel.estimation_tokens;
+      stats->total_tokens = n_tokens_;
+      stats->estimated_remaining_mass = sel.estimated_remaining_mass;
+    }
+  }
+
+  /// Appends tokens k, v (m, d) (decode-time keys and values) to the steady zone. Each time
+  /// update_interval tokens have been appended since the last update, the steady zone's tokens
+  /// older than its last n_local become a new segment. A rejected call changes nothing.
+  void append(ConstMatrixView<float> k, ConstMatrixView<float> v) {
+    RETROKV_CHECK(d_ > 0, "append: the index is empty (default-constructed); build it first");
+    RETROKV_CHECK(k.cols == d_, "k: expected ", d_, " columns, got ", k.cols);
+    RETROKV_CHECK(v.rows == k.rows && v.cols == k.cols, "v: expected shape (", k.rows, ", ", d_,
+                  ") as k, got (", v.rows, ", ", v.cols, ")");
+    RETROKV_CHECK(n_tokens_ + k.rows < int64_t{1} << 31, "k: the index would exceed 2^31 - 1 "
+                  "tokens (", n_tokens_, " + ", k.rows, ")");
+    check_finite(k, "k");
+    check_finite(v, "v");
+    for (int64_t i = 0; i < k.rows; ++i) {
+      const int64_t id = n_tokens_++;
+      if (n_sink_ < params_.n_sink && n_sink_ == static_cast<int64_t>(steady_ids_.size()) &&
+          n_clusters() == 0) {
+        push_steady(k.row(i), v.row(i), id);  // still filling the sink
+        ++n_sink_;
+        continue;
+      }
+      push_steady(k.row(i), v.row(i), id);
+      if (++pending_ >= params_.update_interval) flush();
+    }
+  }
+
+  /// Clusters across all segments.
+  int64_t n_clusters() const { return static_cast<int64_t>(cluster_offsets_.size()) - 1; }
+  const std::vector<WaveSegment>& segments() const { return segments_; }
+  /// Cluster c is rows [offsets[c], offsets[c+1]) of the reordered KV copy.
+  const std::vector<int64_t>& cluster_offsets() const { return cluster_offsets_; }
+  /// Original token id of each reordered row.
+  const std::vector<int32_t>& reordered_ids() const { return pos_ids_; }
+  ConstMatrixView<float> reordered_keys() const { return view_of(keys_); }
+  ConstMatrixView<float> reordered_values() const { return view_of(values_); }
+  /// (C, d): mean of each cluster's raw (uncentred) keys.
+  ConstMatrixView<float> centroids() const { return view_of(centroids_); }
+  /// (C, d): sum of each cluster's values.
+  ConstMatrixView<float> value_sums() const { return view_of(value_sums_); }
+  /// Steady-zone token ids (sinks first, then the rest in order) and their keys and values.
+  const std::vector<int32_t>& steady_ids() const { return steady_ids_; }
+  ConstMatrixView<float> steady_keys() const { return view_of(steady_keys_); }
+  ConstMatrixView<float> steady_values() const { return view_of(steady_values_); }
+  /// Tokens appended since the last update.
+  int64_t pending() const { return pending_; }
+
+  /// Bytes of cluster metadata and bookkeeping (not the KV copy).
+  int64_t memory_bytes() const override {
+    return static_cast<int64_t>((centroids_.size() + value_sums_.size() + key_mean_.size()) *
+                                    sizeof(float) +
+                                cluster_offsets_.size() * sizeof(int64_t) +
+                                (pos_ids_.size() + steady_ids_.size()) * sizeof(int32_t) +
+                                segments_.size() * sizeof(WaveSegment));
+  }
+
+  static constexpr const char* kMagic = "RKVWAVE1";
+  static constexpr uint32_t kVersion = 1;
+
+  /// Writes the whole index (params, metadata and the KV copy) to a versioned, checksummed file.
+  void save(const std::string& path) const {
+    BinaryWriter w(kMagic, kVersion);
+    w.write<int64_t>(params_.segment_size);
+    w.write<int32_t>(params_.tokens_per_cluster);
+    w.write<int32_t>(params_.iterations);
+    w.write<int32_t>(params_.n_sink);
+    w.write<int32_t>(params_.n_local);
+    w.write<int64_t>(params_.update_interval);
+    w.write<uint64_t>(params_.seed);
+    w.write<double>(params_.budget.retrieval_frac);
+    w.write<int64_t>(params_.budget.retrieval_tokens);
+    w.write<double>(params_.budget.estimation_frac);
+    w.write<int64_t>(params_.budget.estimation_tokens);
+    w.write<double>(params_.budget.tolerance);
+    w.write<int32_t>(d_);
+    w.write<int64_t>(n_tokens_);
+    w.write<int64_t>(n_sink_);
+    w.write<int64_t>(pending_);
+    w.write<bool>(has_mean_);
+    w.write_vector(key_mean_);
+    w.write_vector(steady_ids_);
+    w.write_vector(steady_keys_);
+    w.write_vector(steady_values_);
+    w.write_vector(cluster_offsets_);
+    w.write_vector(pos_ids_);
+    w.write_vector(keys_);
+    w.write_vector(values_);
+    w.write_vector(centroids_);
+    w.write_vector(value_sums_);
+    w.write_vector(segments_);
+    w.save(path);
+  }
+
+  /// Reads a file written by save(). Truncated, corrupt or inconsistent files throw
+  /// retrokv::Error naming the path.
+  static WaveIndex load(const std::string& path) {
+    BinaryReader r = BinaryReader::open(path, kMagic, kVersion, kVersion);
+    WaveIndex x;
+    WaveParams& p = x.params_;
+    p.segment_size = r.read<int64_t>();
+    p.tokens_per_cluster = r.read<int32_t>();
+    p.iterations = r.read<int32_t>();
+    p.n_sink = r.read<int32_t>();
+    p.n_local = r.read<int32_t>();
+    p.update_interval = r.read<int64_t>();
+    p.seed = r.read<uint64_t>();
+    p.budget.retrieval_frac = r.read<double>();
+    p.budget.retrieval_tokens = r.read<int64_t>();
+    p.budget.estimation_frac = r.read<double>();
+    p.budget.estimation_tokens = r.read<int64_t>();
+    p.budget.tolerance = r.read<double>();
+    try {
+      check_params(p);
+    } catch (const Error& e) {
+      r.check(false, "params: ", e.what());
+    }
+    x.d_ = r.read<int32_t>();
+    x.n_tokens_ = r.read<int64_t>();
+    x.n_sink_ = r.read<int64_t>();
+    x.pending_ = r.read<int64_t>();
+    x.has_mean_ = r.read<bool>();
+    r.check(x.d_ >= 1 && x.n_tokens_ >= 0 && x.n_tokens_ < (int64_t{1} << 31), "d ", x.d_,
+            " / n_tokens ", x.n_tokens_);
+    const uint64_t d = static_cast<uint64_t>(x.d_);
+    x.key_mean_ = r.read_vector<float>();
+    x.steady_ids_ = r.read_vector<int32_t>();
+    x.steady_keys_ = r.read_vector<float>();
+    x.steady_values_ = r.read_vector<float>();
+    x.cluster_offsets_ = r.read_vector<int64_t>();
+    x.pos_ids_ = r.read_vector<int32_t>();
+    x.keys_ = r.read_vector<float>();
+    x.values_ = r.read_vector<float>();
+    x.centroids_ = r.read_vector<float>();
+    x.value_sums_ = r.read_vector<float>();
+    x.segments_ = r.read_vector<WaveSegment>();
+    r.expect_end();
+    // Consistency: every token exactly once, shapes agree, offsets increase to the row count.
+    const uint64_t n_steady = x.steady_ids_.size(), n_pos = x.pos_ids_.size();
+    r.check(x.key_mean_.size() == d, "key mean size");
+    r.check(x.steady_keys_.size() == n_steady * d && x.steady_values_.size() == n_steady * d,
+            "steady zone sizes");
+    r.check(x.keys_.size() == n_pos * d && x.values_.size() == n_pos * d, "KV sizes");
+    r.check(n_steady + n_pos == static_cast<uint64_t>(x.n_tokens_), "token count");
+    r.check(x.n_sink_ >= 0 && x.n_sink_ <= p.n_sink && static_cast<uint64_t>(x.n_sink_) <= n_steady,
+            "sink count");
+    r.check(x.pending_ >= 0 && x.pending_ < p.update_interval, "pending count");
+    r.check(!x.cluster_offsets_.empty() && x.cluster_offsets_.front() == 0 &&
+                static_cast<uint64_t>(x.cluster_offsets_.back()) == n_pos,
+            "cluster offsets");
+    for (size_t c = 1; c < x.cluster_offsets_.size(); ++c)
+      r.check(x.cluster_offsets_[c] > x.cluster_offsets_[c - 1], "cluster offsets not increasing");
+    const uint64_t n_c = x.cluster_offsets_.size() - 1;
+    r.check(x.centroids_.size() == n_c * d && x.value_sums_.size() == n_c * d, "cluster sizes");
+    std::vector<uint8_t> seen(static_cast<size_t>(x.n_tokens_), 0);
+    for (const auto* ids : {&x.steady_ids_, &x.pos_ids_}) {
+      for (int32_t id : *ids) {
+        r.check(id >= 0 && id < x.n_tokens_ && !seen[id], "token id ", id);
+        seen[id] = 1;
+      }
+    }
+    int64_t next_cluster = 0;
+    for (const WaveSegment& s : x.segments_) {
+      r.check(s.first_cluster == next_cluster && s.n_clusters >= 1 &&
+                  s.first_cluster + s.n_clusters <= static_cast<int64_t>(n_c) &&
+                  s.first_token >= 0 && s.n_tokens >= 1 && s.first_token + s.n_tokens <= x.n_tokens_,
+              "segment table");
+      next_cluster += s.n_clusters;
+    }
+    r.check(next_cluster == static_cast<int64_t>(n_c), "segment table covers the clusters");
+    for (const auto* v : {&x.key_mean_, &x.steady_keys_, &x.steady_values_, &x.keys_, &x.values_,
+                          &x.centroids_, &x.value_sums_})
+      for (float f : *v) r.check(std::isfinite(f), "non-finite value");
+    return x;
+  }
+
+ private:
+  struct ScoredPos {
+    float score;
+    int32_t id;
+  };
+
+  template <typename Vec>
+  ConstMatrixView<float> view_of(const Vec& v) const {
+    const int64_t rows = d_ ? static_cast<int64_t>(v.size()) / d_ : 0;
+    return ConstMatrixView<float>(v.empty() ? nullptr : v.data(), rows, d_);
+  }
+
+  static void check_params(const WaveParams& p) {
+    RETROKV_CHECK(p.segment_size >= 1, "params.segment_size: expected >= 1, got ", p.segment_size);
+    RETROKV_CHECK(p.tokens_per_cluster >= 1, "params.tokens_per_cluster: expected >= 1, got ",
+                  p.tokens_per_cluster);
+    RETROKV_CHECK(p.iterations >= 0, "params.iterations: expected >= 0, got ", p.iterations);
+    RETROKV_CHECK(p.n_sink >= 0, "params.n_sink: expected >= 0, got ", p.n_sink);
+    RETROKV_CHECK(p.n_local >= 0, "params.n_local: expected >= 0, got ", p.n_local);
+    RETROKV_CHECK(p.update_interval >= 1, "params.update_interval: expected >= 1, got ",
+                  p.update_interval);
+    check_budget(p.budget);
+  }
+  static void check_budget(const WaveBudget& b) {
+    RETROKV_CHECK(b.retrieval_frac >= 0.0 && b.retrieval_frac <= 1.0,
+                  "budget.retrieval_frac: expected in [0, 1], got ", b.retrieval_frac);
+    RETROKV_CHECK(b.estimation_frac >= 0.0 && b.estimation_frac <= 1.0,
+                  "budget.estimation_frac: expected in [0, 1], got ", b.estimation_frac);
+    RETROKV_CHECK(b.retrieval_tokens >= 0, "budget.retrieval_tokens: expected >= 0, got ",
+                  b.retrieval_tokens);
+    RETROKV_CHECK(b.estimation_tokens >= 0, "budget.estimation_tokens: expected >= 0, got ",
+                  b.estimation_tokens);
+    RETROKV_CHECK(b.tolerance >= 0.0 && b.tolerance < 1.0,
+                  "budget.tolerance: expected in [0, 1), got ", b.tolerance);
+  }
+  static void check_finite(ConstMatrixView<float> m, const char* name) {
+    for (int64_t i = 0; i < m.rows; ++i)
+      for (int64_t j = 0; j < m.cols; ++j)
+        RETROKV_CHECK(std::isfinite(m(i, j)), name, ": expected finite values, got ", m(i, j),
+                      " at (", i, ", ", j, ")");
+  }
+  void check_queries(ConstMatrixView<float> q, const char* name) const {
+    RETROKV_CHECK(d_ > 0, "the index is empty (default-constructed); build it first");
+    RETROKV_CHECK(q.rows >= 1, name, ": expected at least one query head, got ", q.rows);
+    RETROKV_CHECK(q.cols == d_, name, ": expected ", d_, " columns (d), got ", q.cols);
+    check_finite(q, name);
+  }
+
+  void push_steady(const float* k, const float* v, int64_t id) {
+    steady_keys_.insert(steady_keys_.end(), k, k + d_);
+    steady_values_.insert(steady_values_.end(), v, v + d_);
+    steady_ids_.push_back(static_cast<int32_t>(id));
+  }
+
+  // Turns the steady zone's non-sink tokens older than the last n_local into a new segment.
+  void flush() {
+    pending_ = 0;
+    const int64_t tail = static_cast<int64_t>(steady_ids_.size()) - n_sink_;
+    const int64_t convert = tail - params_.n_local;
+    if (convert <= 0) return;
+    const int64_t b = n_sink_;
+    ConstMatrixView<float> k(steady_keys_.data() + b * d_, convert, d_);
+    ConstMatrixView<float> v(steady_values_.data() + b * d_, convert, d_);
+    if (!has_mean_) {
+      std::vector<double> mean(d_, 0.0);
+      for (int64_t i = 0; i < convert; ++i)
+        for (int t = 0; t < d_; ++t) mean[t] += k(i, t);
+      for (int t = 0; t < d_; ++t) key_mean_[t] = static_cast<float>(mean[t] / convert);
+      has_mean_ = true;
+    }
+    add_segment(k, v, steady_ids_[b]);
+    steady_keys_.erase(steady_keys_.begin() + b * d_, steady_keys_.begin() + (b + convert) * d_);
+    steady_values_.erase(steady_values_.begin() + b * d_,
+                         steady_values_.begin() + (b + convert) * d_);
+    steady_ids_.erase(steady_ids_.begin() + b, steady_ids_.begin() + b + convert);
+  }
+
+  // Clusters one segment of consecutive tokens (first id `first_token`) and appends its clusters
+  // to the reordered store. Empty k-means clusters (possible only for duplicate keys) are dropped.
+  void add_segment(ConstMatrixView<float> k, ConstMatrixView<float> v, int64_t first_token) {
+    const int64_t n = k.rows;
+    Matrix<float> centred(n, d_);
+    for (int64_t i = 0; i < n; ++i)
+      for (int t = 0; t < d_; ++t) centred(i, t) = k(i, t) - key_mean_[t];
+    cpu::KMeansParams kp;
+    kp.n_clusters = static_cast<int>(
+        std::min<int64_t>(n, (n + params_.tokens_per_cluster - 1) / params_.tokens_per_cluster));
+    kp.iterations = params_.iterations;
+    kp.spherical = true;
+    kp.init = cpu::KMeansParams::Init::kEvenlySpaced;
+    kp.seed = params_.seed;
+    const cpu::KMeansResult km = cpu::kmeans(centred.view(), kp);
+    std::vector<int64_t> start(kp.n_clusters + 1, 0);
+    for (int c = 0; c < kp.n_clusters; ++c) start[c + 1] = start[c] + km.sizes[c];
+    std::vector<int64_t> order(n);
+    {
+      std::vector<int64_t> fill(start.begin(), start.end() - 1);
+      for (int64_t i = 0; i < n; ++i) order[fill[km.assignment[i]]++] = i;
+    }
+    WaveSegment seg;
+    seg.first_token = first_token;
+    seg.n_tokens = n;
+    seg.first_cluster = n_clusters();
+    std::vector<double> ks(d_), vs(d_);
+    for (int c = 0; c < kp.n_clusters; ++c) {
+      if (km.sizes[c] == 0) continue;
+      std::fill(ks.begin(), ks.end(), 0.0);
+      std::fill(vs.begin(), vs.end(), 0.0);
+      for (int64_t p = start[c]; p < start[c + 1]; ++p) {
+        const int64_t i = order[p];
+        keys_.insert(keys_.end(), k.row(i), k.row(i) + d_);
+        values_.insert(values_.end(), v.row(i), v.row(i) + d_);
+        pos_ids_.push_back(static_cast<int32_t>(first_token + i));
+        for (int t = 0; t < d_; ++t) {
+          ks[t] += k(i, t);
+          vs[t] += v(i, t);
+        }
+      }
+      for (int t = 0; t < d_; ++t) {
+        centroids_.push_back(static_cast<float>(ks[t] / km.sizes[c]));
+        value_sums_.push_back(static_cast<float>(vs[t]));
+      }
+      cluster_offsets_.push_back(cluster_offsets_.back() + km.sizes[c]);
+      ++seg.n_clusters;
+    }
+    segments_.push_back(seg);
+  }
+
+  // (g, C) logits q.c*scale, row-major.
+  std::vector<float> score_centroids(ConstMatrixView<float> q, float scale) const {
+    const int64_t n_c = n_clusters();
+    const int64_t g = q.rows;
+    std::vector<float> out(static_cast<size_t>(g * n_c));
+    if (n_c == 0) return out;
+    using RowMajorF = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+    Eigen::Map<const RowMajorF> c(centroids_.data(), n_c, d_);
+    for (int64_t h = 0; h < g; ++h) {
+      Eigen::Map<Eigen::VectorXf> o(out.data() + h * n_c, n_c);
+      o.noalias() = c * Eigen::Map<const Eigen::VectorXf>(q.row(h), d_);
+      o *= scale;
+    }
+    return out;
+  }
+
+  // Exact steady-zone natural-log LSE per head (used by the adaptive budget's total).
+  std::vector<float> steady_group_lse(ConstMatrixView<float> q, float scale) const {
+    const int g = static_cast<int>(q.rows);
+    std::vector<float> qc(static_cast<size_t>(g) * d_), tmp(d_), out(g);
+    for (int h = 0; h < g; ++h) std::copy(q.row(h), q.row(h) + d_, qc.data() + h * d_);
+    detail::GroupSoftmaxAccumulator acc(qc.data(), g, d_, scale);
+    acc.add({steady_keys_.data(), steady_values_.data(), static_cast<int64_t>(steady_ids_.size())});
+    for (int h = 0; h < g; ++h) out[h] = acc.finish(h, tmp.data());
+    return out;
+  }
+
+  int64_t cluster_size(int32_t c) const { return cluster_offsets_[c + 1] - cluster_offsets_[c]; }
+
+  // Ranks clusters by Σ_h softmax_h(logits) and cuts the zones. steady_lse is needed (size g)
+  // only when b.tolerance > 0.
+  WaveSelection select_from_logits(const std::vector<float>& logits, int g, const WaveBudget& b,
+                                   const std::vector<float>& steady_lse) const {
+    WaveSelection sel;
+    const int64_t n_c = n_clusters();
+    if (n_c == 0) return sel;
+    std::vector<float> score(n_c, 0.f);
+    for (int h = 0; h < g; ++h) {
+      const float* l = logits.data() + h * n_c;
+      const float m = *std::max_element(l, l + n_c);
+      double z = 0.0;
+      for (int64_t c = 0; c < n_c; ++c) z += std::exp(static_cast<double>(l[c] - m));
+      const float inv = static_cast<float>(1.0 / z);
+      for (int64_t c = 0; c < n_c; ++c) score[c] += std::exp(l[c] - m) * inv;
+    }
+    std::vector<int32_t> rank(n_c);
+    std::iota(rank.begin(), rank.end(), 0);
+    auto better = [&](int32_t a, int32_t c) {
+      return score[a] > score[c] || (score[a] == score[c] && a < c);
+    };
+    // How many ranked clusters we need; the order beyond that is never looked at.
+    int64_t need = n_c;
+    const bool fixed = b.tolerance <= 0.0 && b.retrieval_tokens == 0 && b.estimation_tokens == 0;
+    if (fixed) {
+      need = std::min(n_c, frac_count(b.retrieval_frac, n_c) + frac_count(b.estimation_frac, n_c));
+    }
+    if (need < n_c) {
+      std::nth_element(rank.begin(), rank.begin() + need, rank.end(), better);
+      rank.resize(need);
+    }
+    std::sort(rank.begin(), rank.end(), better);
+
+    int64_t r = 0;
+    if (b.tolerance > 0.0) {
+      r = adaptive_count(logits, g, b.tolerance, steady_lse, rank, &sel.estimated_remaining_mass);
+    } else if (b.retrieval_tokens > 0) {
+      int64_t tok = 0;
+      while (r < static_cast<int64_t>(rank.size()) && tok < b.retrieval_tokens)
+        tok += cluster_size(rank[r++]);
+    } else {
+      r = std::min<int64_t>(frac_count(b.retrieval_frac, n_c), rank.size());
+    }
+    int64_t e = 0;
+    const int64_t left = static_cast<int64_t>(rank.size()) - r;
+    if (b.estimation_tokens > 0) {
+      int64_t tok = 0;
+      while (e < left && tok < b.estimation_tokens) tok += cluster_size(rank[r + e++]);
+    } else {
+      e = std::min(left, frac_count(b.estimation_frac, n_c));
+    }
+    sel.retrieval.assign(rank.begin(), rank.begin() + r);
+    sel.estimation.assign(rank.begin() + r, rank.begin() + r + e);
+    for (int32_t c : sel.retrieval) sel.retrieval_tokens += cluster_size(c);
+    for (int32_t c : sel.estimation) sel.estimation_tokens += cluster_size(c);
+    if (b.tolerance <= 0.0 && !steady_lse.empty())
+      sel.estimated_remaining_mass = remaining_mass(logits, g, steady_lse, sel.retrieval);
+    return sel;
+  }
+
+  static int64_t frac_count(double frac, int64_t n) {
+    return std::min<int64_t>(n, static_cast<int64_t>(std::ceil(frac * static_cast<double>(n) - 1e-9)));
+  }
+
+  // Per head h: e_hc = s_c exp(l_hc - M_h) (centroid estimate of cluster c's mass), steady mass
+  // exp(steady_lse_h - M_h). Returns the smallest prefix r of `rank` such that, for every head,
+  // the estimated mass of rank[r..] is below tol of the total; *achieved = that share (max over
+  // heads).
+  int64_t adaptive_count(const std::vector<float>& logits, int g, double tol,
+                         const std::vector<float>& steady_lse, const std::vector<int32_t>& rank,
+                         double* achieved) const {
+    const int64_t n_c = n_clusters();
+    const int64_t n_r = static_cast<int64_t>(rank.size());
+    // suffix[h][r] = Σ_{j >= r} e_h,rank[j]; need the smallest r with max_h suffix/total < tol.
+    std::vector<double> suffix(static_cast<size_t>(g) * (n_r + 1), 0.0), total(g);
+    for (int h = 0; h < g; ++h) {
+      const float* l = logits.data() + h * n_c;
+      double m = steady_lse[h];
+      for (int64_t c = 0; c < n_c; ++c)
+        m = std::max(m, static_cast<double>(l[c]) + std::log(static_cast<double>(cluster_size(c))));
+      double* s = suffix.data() + h * (n_r + 1);
+      for (int64_t j = n_r - 1; j >= 0; --j)
+        s[j] = s[j + 1] + cluster_size(rank[j]) * std::exp(static_cast<double>(l[rank[j]]) - m);
+      total[h] = s[0] + std::exp(static_cast<double>(steady_lse[h]) - m);
+    }
+    int64_t r = 0;
+    for (; r <= n_r; ++r) {
+      double worst = 0.0;
+      for (int h = 0; h < g; ++h) worst = std::max(worst, suffix[h * (n_r + 1) + r] / total[h]);
+      if (worst < tol || r == n_r) {
+        *achieved = worst;
+        break;
+      }
+    }
+    return r;
+  }
+
+  // max over heads of (estimated mass of clusters outside sel.retrieval) / (estimated total).
+  double remaining_mass(const std::vector<float>& logits, int g,
+                        const std::vector<float>& steady_lse,
+                        const std::vector<int32_t>& retrieval) const {
+    const int64_t n_c = n_clusters();
+    double worst = 0.0;
+    for (int h = 0; h < g; ++h) {
+      const float* l = logits.data() + h * n_c;
+      double m = steady_lse[h];
+      for (int64_t c = 0; c < n_c; ++c)
+        m = std::max(m, static_cast<double>(l[c]) + std::log(static_cast<double>(cluster_size(c))));
+      double all = 0.0, got = 0.0;
+      for (int64_t c = 0; c < n_c; ++c)
+        all += cluster_size(c) * std::exp(static_cast<double>(l[c]) - m);
+      for (int32_t c : retrieval) got += cluster_size(c) * std::exp(static_cast<double>(l[c]) - m);
+      const double total = all + std::exp(static_cast<double>(steady_lse[h]) - m);
+      worst = std::max(worst, std::max(0.0, all - got) / total);
+    }
+    return worst;
+  }
+
+  WaveParams params_;
+  int d_ = 0;
+  int64_t n_tokens_ = 0;
+  int64_t n_sink_ = 0;   // sink tokens at the front of the steady zone
+  int64_t pending_ = 0;  // appended since the last update
+  bool has_mean_ = false;
+  std::vector<float> key_mean_;  // (d) centring applied before clustering
+  std::vector<int32_t> steady_ids_;
+  std::vector<float> steady_keys_, steady_values_;  // (n_steady, d)
+  std::vector<int64_t> cluster_offsets_{0};         // (C + 1)
+  std::vector<int32_t> pos_ids_;                    // (n_clustered)
+  std::vector<float> keys_, values_;                // (n_clustered, d), cluster-contiguous
+  std::vector<float> centroids_, value_sums_;       // (C, d)
+  std::vector<WaveSegment> segments_;
+};
+
+}  // namespace retrokv

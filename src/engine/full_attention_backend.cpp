@@ -1,0 +1,155 @@
+// Exact causal attention (full_attention_backend.h). Prefill works on blocks of query rows so a
+// long prompt never materialises an (n, n) score matrix; decode goes through retrokv's CPU kernels.
+#include "retrokv/engine/full_attention_backend.h"
+
+#include <Eigen/Core>
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+namespace retrokv::engine {
+
+namespace {
+using RowMat = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+using ConstMap = Eigen::Map<const RowMat, 0, Eigen::OuterStride<>>;
+constexpr int64_t kQueryBlock = 128;
+}  // namespace
+
+FullAttentionBackend::FullAttentionBackend(const AttentionShape& shape) : shape_(shape) {
+  shape_.validate();
+  caches_.resize(static_cast<std::size_t>(shape_.n_layers) * shape_.n_kv_heads);
+  lengths_.assign(static_cast<std::size_t>(shape_.n_layers), 0);
+}
+
+void FullAttentionBackend::check_layer(int layer) const {
+  RETROKV_CHECK(layer >= 0 && layer < shape_.n_layers, "layer: expected [0, ", shape_.n_layers,
+                "), got ", layer);
+}
+
+int64_t FullAttentionBackend::size(int layer) const {
+  check_layer(layer);
+  return lengths_[layer];
+}
+
+void FullAttentionBackend::reset() {
+  for (Cache& c : caches_) {
+    c.k.clear();
+    c.v.clear();
+  }
+  std::fill(lengths_.begin(), lengths_.end(), 0);
+}
+
+ConstMatrixView<float> FullAttentionBackend::keys(int layer, int kv_head) const {
+  check_layer(layer);
+  RETROKV_CHECK(kv_head >= 0 && kv_head < shape_.n_kv_heads, "kv_head: expected [0, ",
+                shape_.n_kv_heads, "), got ", kv_head);
+  return ConstMatrixView<float>(cache(layer, kv_head).k.data(), lengths_[layer], shape_.head_dim);
+}
+
+ConstMatrixView<float> FullAttentionBackend::values(int layer, int kv_head) const {
+  check_layer(layer);
+  RETROKV_CHECK(kv_head >= 0 && kv_head < shape_.n_kv_heads, "kv_head: expected [0, ",
+                shape_.n_kv_heads, "), got ", kv_head);
+  return ConstMatrixView<float>(cache(layer, kv_head).v.data(), lengths_[layer], shape_.head_dim);
+}
+
+void FullAttentionBackend::append(int layer, ConstMatrixView<float> k, ConstMatrixView<float> v) {
+  const int d = shape_.head_dim;
+  for (int g = 0; g < shape_.n_kv_heads; ++g) {
+    Cache& c = cache(layer, g);
+    for (int64_t r = 0; r < k.rows; ++r) {
+      c.k.insert(c.k.end(), k.row(r) + g * d, k.row(r) + (g + 1) * d);
+      c.v.insert(c.v.end(), v.row(r) + g * d, v.row(r) + (g + 1) * d);
+    }
+  }
+  lengths_[layer] += k.rows;
+}
+
+void FullAttentionBackend::prefill(int layer, ConstMatrixView<float> q, ConstMatrixView<float> k,
+                                   ConstMatrixView<float> v, MatrixView<float> out) {
+  check_layer(layer);
+  const int64_t n = q.rows;
+  const int d = shape_.head_dim;
+  RETROKV_CHECK(q.cols == shape_.q_width(), "q: expected ", shape_.q_width(), " columns, got ",
+                q.cols);
+  RETROKV_CHECK(k.rows == n && k.cols == shape_.kv_width(), "k: expected (", n, ", ",
+                shape_.kv_width(), "), got (", k.rows, ", ", k.cols, ")");
+  RETROKV_CHECK(v.rows == n && v.cols == shape_.kv_width(), "v: expected (", n, ", ",
+                shape_.kv_width(), "), got (", v.rows, ", ", v.cols, ")");
+  RETROKV_CHECK(out.rows == n && out.cols == shape_.q_width(), "out: expected (", n, ", ",
+                shape_.q_width(), "), got (", out.rows, ", ", out.cols, ")");
+  const int64_t past = lengths_[layer];
+  append(layer, k, v);
+  const int group = shape_.group_size();
+  const float scale = shape_.scale;
+  const int64_t n_blocks = (n + kQueryBlock - 1) / kQueryBlock;
+  const int64_t n_tasks = n_blocks * shape_.n_q_heads;
+
+  // One task = one query head x one block of query rows; each sees keys [0, past + last row].
+#pragma omp parallel
+  {
+    RowMat scores;
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t task = 0; task < n_tasks; ++task) {
+      const int h = static_cast<int>(task % shape_.n_q_heads);
+      const int64_t r0 = (task / shape_.n_q_heads) * kQueryBlock;
+      const int64_t rows = std::min(kQueryBlock, n - r0);
+      const int64_t n_keys = past + r0 + rows;
+      const Cache& c = cache(layer, h / group);
+      ConstMap qm(q.row(r0) + h * d, rows, d, Eigen::OuterStride<>(q.ld));
+      Eigen::Map<const RowMat> km(c.k.data(), n_keys, d);
+      Eigen::Map<const RowMat> vm(c.v.data(), n_keys, d);
+      scores.noalias() = (qm * km.transpose()) * scale;
+      for (int64_t i = 0; i < rows; ++i) {
+        const int64_t visible = past + r0 + i + 1;  // causal: up to and including this position
+        float* s = scores.row(i).data();
+        float m = -std::numeric_limits<float>::infinity();
+        for (int64_t j = 0; j < visible; ++j) m = std::max(m, s[j]);
+        float sum = 0;
+        for (int64_t j = 0; j < visible; ++j) {
+          s[j] = std::exp(s[j] - m);
+          sum += s[j];
+        }
+        const float inv = 1.0f / sum;
+        for (int64_t j = 0; j < visible; ++j) s[j] *= inv;
+        for (int64_t j = visible; j < n_keys; ++j) s[j] = 0;
+      }
+      Eigen::Map<RowMat, 0, Eigen::OuterStride<>> om(out.row(r0) + h * d, rows, d,
+                                                     Eigen::OuterStride<>(out.ld));
+      om.noalias() = scores * vm;
+    }
+  }
+}
+
+void FullAttentionBackend::decode(int layer, const float* q, const float* k, const float* v,
+                                  float* out) {
+  check_layer(layer);
+  const int d = shape_.head_dim;
+  append(layer, ConstMatrixView<float>(k, 1, shape_.kv_width()),
+         ConstMatrixView<float>(v, 1, shape_.kv_width()));
+  const int64_t n_keys = lengths_[layer];
+  const int group = shape_.group_size();
+  const float scale = shape_.scale;
+  for (int h = 0; h < shape_.n_q_heads; ++h) {
+    const Cache& c = cache(layer, h / group);
+    std::vector<float> s(static_cast<std::size_t>(n_keys));
+    float m = -std::numeric_limits<float>::infinity();
+    for (int64_t j = 0; j < n_keys; ++j) {
+      float acc = 0;
+      for (int t = 0; t < d; ++t) acc += q[h * d + t] * c.k[j * d + t];
+      s[j] = acc * scale;
+      m = std::max(m, s[j]);
+    }
+    float sum = 0;
+    for (auto& x : s) {
+      x = std::exp(x - m);
+      sum += x;
+    }
+    float* o = out + h * d;
+    std::fill(o, o + d, 0.0f);
+    for (int64_t j = 0; j < n_keys; ++j)
+      for (int t = 0; t < d; ++t) o[t] += s[j] / sum * c.v[j * d + t];
+  }
+}
+
+}  // namespace retrokv::engine

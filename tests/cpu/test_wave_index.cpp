@@ -1,0 +1,447 @@
+// Tests for WaveIndex (RetroInfer's wave index): zones partition the tokens, cluster metadata is
+// exact, all-retrieved attention equals full attention, the estimation zone lowers the error,
+// the adaptive budget obeys τ, incremental updates, save/load, fuzzing, threads, bad input.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <random>
+#include <set>
+#include <thread>
+
+#include "common/random_data.h"
+#include "retrokv/core/reference_attention.h"
+#include "retrokv/index/wave_index.h"
+
+namespace retrokv {
+namespace {
+
+bool sanitizer_build() { return std::getenv("RETROKV_SANITIZER_BUILD") != nullptr; }
+
+WaveParams small_params() {
+  WaveParams p;
+  p.segment_size = 2048;
+  return p;
+}
+
+std::string temp_path(const std::string& name) {
+  return ::testing::TempDir() + "/retrokv_wave_" + name + "_" + std::to_string(::getpid());
+}
+
+// ‖o - o_full‖ / ‖o_full‖ for head h, against the double-precision reference over all tokens.
+double rel_err(const float* o, const AttentionState& ref) {
+  double num = 0, den = 0;
+  for (size_t j = 0; j < ref.o.size(); ++j) {
+    num += (o[j] - ref.o[j]) * double(o[j] - ref.o[j]);
+    den += double(ref.o[j]) * ref.o[j];
+  }
+  return std::sqrt(num / den);
+}
+
+void expect_partition(const WaveIndex& w, int64_t n) {
+  std::vector<int> seen(n, 0);
+  for (int32_t id : w.steady_ids()) ++seen.at(id);
+  for (int32_t id : w.reordered_ids()) ++seen.at(id);
+  for (int64_t i = 0; i < n; ++i) ASSERT_EQ(seen[i], 1) << "token " << i;
+  EXPECT_EQ(w.size(), n);
+}
+
+TEST(WaveIndex, ZonesPartitionTokensAndSegments) {
+  const int64_t n = 5000;
+  auto s = make_ood_synthetic(n, 32, 0, 4, 1);
+  WaveIndex w(s.keys.view(), s.values.view(), small_params());
+  expect_partition(w, n);
+  // Steady zone: the first 4 and last 64 tokens.
+  std::vector<int32_t> want;
+  for (int i = 0; i < 4; ++i) want.push_back(i);
+  for (int64_t i = n - 64; i < n; ++i) want.push_back(static_cast<int32_t>(i));
+  EXPECT_EQ(w.steady_ids(), want);
+  // 4932 clustered tokens in ceil(4932 / 2048) = 3 segments, each clustering only its own tokens.
+  ASSERT_EQ(w.segments().size(), 3u);
+  int64_t covered = 0;
+  for (const WaveSegment& seg : w.segments()) {
+    EXPECT_EQ(seg.n_clusters, (seg.n_tokens + 15) / 16);
+    covered += seg.n_tokens;
+    for (int64_t c = seg.first_cluster; c < seg.first_cluster + seg.n_clusters; ++c) {
+      for (int64_t p = w.cluster_offsets()[c]; p < w.cluster_offsets()[c + 1]; ++p) {
+        const int32_t id = w.reordered_ids()[p];
+        EXPECT_GE(id, seg.first_token);
+        EXPECT_LT(id, seg.first_token + seg.n_tokens);
+      }
+    }
+  }
+  EXPECT_EQ(covered, n - 68);
+  // The zones of a decode step are disjoint and within the budget's cluster counts.
+  const WaveSelection sel = w.select(s.test_queries.view().slice_rows(0, 3), 0.125f);
+  const int64_t n_c = w.n_clusters();
+  EXPECT_EQ(static_cast<int64_t>(sel.retrieval.size()), int64_t(std::ceil(0.018 * n_c - 1e-9)));
+  EXPECT_EQ(static_cast<int64_t>(sel.estimation.size()), int64_t(std::ceil(0.232 * n_c - 1e-9)));
+  std::set<int32_t> all(sel.retrieval.begin(), sel.retrieval.end());
+  all.insert(sel.estimation.begin(), sel.estimation.end());
+  EXPECT_EQ(all.size(), sel.retrieval.size() + sel.estimation.size());
+}
+
+TEST(WaveIndex, ClusterMetadataMatchesRecomputation) {
+  const int64_t n = 3000;
+  auto s = make_ood_synthetic(n, 16, 0, 0, 2);
+  WaveIndex w(s.keys.view(), s.values.view(), small_params());
+  const auto& off = w.cluster_offsets();
+  for (int64_t c = 0; c < w.n_clusters(); ++c) {
+    ASSERT_GT(off[c + 1], off[c]) << "empty cluster " << c;
+    for (int t = 0; t < 16; ++t) {
+      double ks = 0, vs = 0;
+      for (int64_t p = off[c]; p < off[c + 1]; ++p) {
+        const int32_t id = w.reordered_ids()[p];
+        // The reordered copy holds each token's exact key and value.
+        ASSERT_EQ(w.reordered_keys()(p, t), s.keys(id, t));
+        ASSERT_EQ(w.reordered_values()(p, t), s.values(id, t));
+        ks += s.keys(id, t);
+        vs += s.values(id, t);
+      }
+      EXPECT_NEAR(w.centroids()(c, t), ks / double(off[c + 1] - off[c]), 1e-4);
+      EXPECT_NEAR(w.value_sums()(c, t), vs, 1e-4);
+    }
+  }
+}
+
+TEST(WaveIndex, DuplicateKeysGiveNoEmptyClustersOrNaN) {
+  // Identical keys make k-means produce empty clusters; the index must stay finite.
+  Matrix<float> k(600, 8), v = random_matrix(600, 8, 3);
+  for (int64_t i = 0; i < 600 * 8; ++i) k.data()[i] = 0.5f;
+  WaveParams p;
+  p.budget.retrieval_frac = 0.1;
+  WaveIndex w(k.view(), v.view(), p);
+  expect_partition(w, 600);
+  for (int64_t c = 0; c < w.n_clusters(); ++c) {
+    EXPECT_GT(w.cluster_offsets()[c + 1], w.cluster_offsets()[c]);
+    for (int t = 0; t < 8; ++t) EXPECT_TRUE(std::isfinite(w.centroids()(c, t)));
+  }
+  Matrix<float> q = random_matrix(2, 8, 4), o(2, 8);
+  float lse[2];
+  w.attend(q.view(), 0.35f, o.view(), lse);
+  for (int64_t i = 0; i < 16; ++i) EXPECT_TRUE(std::isfinite(o.data()[i]));
+  EXPECT_TRUE(std::isfinite(lse[0]) && std::isfinite(lse[1]));
+}
+
+TEST(WaveIndex, AllClustersRetrievedEqualsFullAttention) {
+  const int64_t n = 6000;
+  const int d = 64;
+  auto s = make_ood_synthetic(n, d, 0, 12, 5);
+  WaveIndex w(s.keys.view(), s.values.view(), small_params());
+  WaveBudget all;
+  all.retrieval_frac = 1.0;
+  all.estimation_frac = 0.0;
+  const float scale = 1.f / 8.f;
+  for (int b = 0; b < 4; ++b) {
+    auto q = s.test_queries.view().slice_rows(3 * b, 3);
+    Matrix<float> o(3, d);
+    float lse[3];
+    WaveStats st;
+    w.attend(q, scale, o.view(), lse, &st, &all);
+    EXPECT_EQ(st.steady_tokens + st.retrieval_tokens, n);
+    EXPECT_EQ(st.exact_fraction(), 1.0);
+    for (int h = 0; h < 3; ++h) {
+      const AttentionState ref = reference_attention(q.row(h), s.keys.view(), s.values.view(),
+                                                     scale);
+      for (int j = 0; j < d; ++j) EXPECT_NEAR(o(h, j), ref.o[j], 1e-5);
+      EXPECT_NEAR(lse[h], ref.lse, 1e-4 * std::max(1.f, std::abs(ref.lse)));
+    }
+  }
+}
+
+// Median relative error of the wave attention over single-query groups of s.test_queries.
+double median_err(const WaveIndex& w, const SyntheticAttention& s, const WaveBudget& b,
+                  float scale, double* mean_exact = nullptr) {
+  std::vector<double> errs;
+  double exact = 0;
+  const int d = static_cast<int>(s.keys.cols());
+  for (int64_t i = 0; i < s.test_queries.rows(); ++i) {
+    Matrix<float> o(1, d);
+    float lse;
+    WaveStats st;
+    w.attend(s.test_queries.view().slice_rows(i, 1), scale, o.view(), &lse, &st, &b);
+    errs.push_back(rel_err(o.data(), reference_attention(s.test_queries.row(i), s.keys.view(),
+                                                         s.values.view(), scale)));
+    exact += st.exact_fraction();
+  }
+  if (mean_exact) *mean_exact = exact / errs.size();
+  std::sort(errs.begin(), errs.end());
+  return errs[errs.size() / 2];
+}
+
+TEST(WaveIndex, EstimationZoneLowersError) {
+  const int64_t n = sanitizer_build() ? 8192 : 16384;
+  const int d = 64;
+  auto s = make_ood_synthetic(n, d, 0, 24, 7);
+  WaveIndex w(s.keys.view(), s.values.view(), WaveParams{});
+  const float scale = 1.f / 8.f;
+  WaveBudget with = w.params().budget, without = with;
+  without.estimation_frac = 0.0;
+  double exact_frac = 0;
+  const double e_with = median_err(w, s, with, scale, &exact_frac);
+  const double e_without = median_err(w, s, without, scale);
+  RecordProperty("median_err_with_estimation", std::to_string(e_with));
+  RecordProperty("median_err_retrieval_only", std::to_string(e_without));
+  std::printf("median rel err: wave %.4f, retrieval only %.4f, exact share %.4f\n", e_with,
+              e_without, exact_frac);
+  EXPECT_LT(e_with, e_without);
+  EXPECT_LT(e_with, 0.8 * e_without);  // a clear gain, not noise
+  EXPECT_LT(e_with, 0.25);
+  EXPECT_LT(exact_frac, 0.05);
+}
+
+TEST(WaveIndex, AdaptiveBudgetObeysTolerance) {
+  const int64_t n = 8192;
+  const int d = 32;
+  auto s = make_ood_synthetic(n, d, 0, 6, 9);
+  WaveIndex w(s.keys.view(), s.values.view(), small_params());
+  const float scale = 1.f / std::sqrt(float(d));
+  const int64_t n_c = w.n_clusters();
+  for (int b = 0; b < 2; ++b) {
+    auto q = s.test_queries.view().slice_rows(3 * b, 3);
+    int64_t prev_clusters = 0;
+    for (double tol : {0.2, 0.05, 0.01}) {
+      WaveBudget budget;
+      budget.tolerance = tol;
+      const WaveSelection sel = w.select(q, scale, &budget);
+      EXPECT_LT(sel.estimated_remaining_mass, tol);
+      EXPECT_GE(static_cast<int64_t>(sel.retrieval.size()), prev_clusters);
+      prev_clusters = static_cast<int64_t>(sel.retrieval.size());
+      // Recompute the estimate independently: per head, the centroid estimate s_c exp(q.c*scale)
+      // of clusters not retrieved over the total (exact steady mass + every cluster's estimate).
+      auto share = [&](size_t r) {
+        double worst = 0;
+        for (int h = 0; h < 3; ++h) {
+          std::vector<double> est(n_c);
+          double m = -1e300;
+          for (int64_t c = 0; c < n_c; ++c) {
+            double l = 0;
+            for (int t = 0; t < d; ++t) l += double(q(h, t)) * w.centroids()(c, t);
+            est[c] = l * scale + std::log(double(w.cluster_offsets()[c + 1] -
+                                                 w.cluster_offsets()[c]));
+            m = std::max(m, est[c]);
+          }
+          const AttentionState st = reference_attention(q.row(h), w.steady_keys(),
+                                                        w.steady_values(), scale);
+          m = std::max(m, double(st.lse));
+          double total = std::exp(st.lse - m), rest = 0;
+          std::vector<char> in(n_c, 0);
+          for (size_t i = 0; i < r; ++i) in[sel.retrieval[i]] = 1;
+          for (int64_t c = 0; c < n_c; ++c) {
+            total += std::exp(est[c] - m);
+            if (!in[c]) rest += std::exp(est[c] - m);
+          }
+          worst = std::max(worst, rest / total);
+        }
+        return worst;
+      };
+      const double got = share(sel.retrieval.size());
+      EXPECT_LT(got, tol);
+      EXPECT_NEAR(got, sel.estimated_remaining_mass, 1e-4);
+      // Minimal: one cluster fewer would break the bound.
+      if (!sel.retrieval.empty()) EXPECT_GE(share(sel.retrieval.size() - 1), tol - 1e-4);
+      // attend reports the same choice.
+      Matrix<float> o(3, d);
+      float lse[3];
+      WaveStats st;
+      w.attend(q, scale, o.view(), lse, &st, &budget);
+      EXPECT_EQ(st.retrieval_clusters, static_cast<int64_t>(sel.retrieval.size()));
+      EXPECT_EQ(st.retrieval_tokens, sel.retrieval_tokens);
+    }
+  }
+}
+
+TEST(WaveIndex, AppendCreatesSegmentsAtIntervalAndStaysExact) {
+  const int64_t n0 = 2500, extra = 700;
+  const int d = 32;
+  auto s = make_ood_synthetic(n0 + extra, d, 0, 3, 11);
+  WaveParams p = small_params();
+  p.update_interval = 256;
+  WaveIndex w(s.keys.view().slice_rows(0, n0), s.values.view().slice_rows(0, n0), p);
+  const size_t seg0 = w.segments().size();
+  // One token at a time for the first 300, then a block of 400.
+  for (int64_t i = n0; i < n0 + 300; ++i) {
+    w.append(s.keys.view().slice_rows(i, 1), s.values.view().slice_rows(i, 1));
+    const int64_t appended = i - n0 + 1;
+    EXPECT_EQ(w.segments().size(), seg0 + appended / 256) << "after " << appended;
+    EXPECT_EQ(w.pending(), appended % 256);
+    EXPECT_EQ(static_cast<int64_t>(w.steady_ids().size()), 4 + 64 + appended % 256);
+  }
+  // The first update clustered exactly the 256 oldest tail tokens: ids [n0 - 64, n0 + 192).
+  EXPECT_EQ(w.segments()[seg0].first_token, n0 - 64);
+  EXPECT_EQ(w.segments()[seg0].n_tokens, 256);
+  w.append(s.keys.view().slice_rows(n0 + 300, 400), s.values.view().slice_rows(n0 + 300, 400));
+  EXPECT_EQ(w.segments().size(), seg0 + 700 / 256);
+  expect_partition(w, n0 + extra);
+  WaveBudget all;
+  all.retrieval_frac = 1.0;
+  all.estimation_frac = 0.0;
+  Matrix<float> o(3, d);
+  float lse[3];
+  const float scale = 1.f / std::sqrt(float(d));
+  w.attend(s.test_queries.view(), scale, o.view(), lse, nullptr, &all);
+  for (int h = 0; h < 3; ++h) {
+    const AttentionState ref = reference_attention(s.test_queries.row(h), s.keys.view(),
+                                                   s.values.view(), scale);
+    for (int j = 0; j < d; ++j) EXPECT_NEAR(o(h, j), ref.o[j], 1e-5);
+  }
+}
+
+TEST(WaveIndex, AppendToTinyIndexFillsSinkThenTail) {
+  auto s = make_ood_synthetic(400, 8, 0, 1, 12);
+  WaveParams p;
+  p.update_interval = 100;
+  WaveIndex w(s.keys.view().slice_rows(0, 2), s.values.view().slice_rows(0, 2), p);
+  EXPECT_EQ(w.n_clusters(), 0);
+  w.append(s.keys.view().slice_rows(2, 398), s.values.view().slice_rows(2, 398));
+  expect_partition(w, 400);
+  EXPECT_GT(w.n_clusters(), 0);
+  for (int i = 0; i < 4; ++i) EXPECT_EQ(w.steady_ids()[i], i);
+}
+
+TEST(WaveIndex, SaveLoadRoundTripIsIdentical) {
+  auto s = make_ood_synthetic(3000, 16, 0, 3, 13);
+  WaveParams p = small_params();
+  p.update_interval = 128;
+  WaveIndex w(s.keys.view().slice_rows(0, 2800), s.values.view().slice_rows(0, 2800), p);
+  w.append(s.keys.view().slice_rows(2800, 200), s.values.view().slice_rows(2800, 200));
+  const std::string path = temp_path("roundtrip");
+  w.save(path);
+  const WaveIndex r = WaveIndex::load(path);
+  std::remove(path.c_str());
+  EXPECT_EQ(r.size(), w.size());
+  EXPECT_EQ(r.cluster_offsets(), w.cluster_offsets());
+  EXPECT_EQ(r.reordered_ids(), w.reordered_ids());
+  EXPECT_EQ(r.steady_ids(), w.steady_ids());
+  EXPECT_EQ(r.pending(), w.pending());
+  EXPECT_EQ(r.segments().size(), w.segments().size());
+  Matrix<float> o1(3, 16), o2(3, 16);
+  float l1[3], l2[3];
+  w.attend(s.test_queries.view(), 0.25f, o1.view(), l1);
+  r.attend(s.test_queries.view(), 0.25f, o2.view(), l2);
+  for (int i = 0; i < 48; ++i) EXPECT_EQ(o1.data()[i], o2.data()[i]);
+  for (int h = 0; h < 3; ++h) EXPECT_EQ(l1[h], l2[h]);
+}
+
+TEST(WaveIndex, CorruptFilesThrow) {
+  auto s = make_ood_synthetic(700, 8, 0, 0, 14);
+  WaveIndex w(s.keys.view(), s.values.view(), WaveParams{});
+  const std::string path = temp_path("fuzz");
+  w.save(path);
+  std::vector<char> good;
+  {
+    std::ifstream f(path, std::ios::binary);
+    good.assign(std::istreambuf_iterator<char>(f), {});
+  }
+  auto write = [&](const std::vector<char>& b) {
+    std::ofstream f(path, std::ios::binary | std::ios::trunc);
+    f.write(b.data(), static_cast<std::streamsize>(b.size()));
+  };
+  std::mt19937_64 rng(15);
+  const int trials = sanitizer_build() ? 40 : 150;
+  for (int t = 0; t < trials; ++t) {
+    std::vector<char> b = good;
+    b.resize(std::uniform_int_distribution<size_t>(0, good.size() - 1)(rng));
+    write(b);
+    EXPECT_THROW(WaveIndex::load(path), Error) << "truncated to " << b.size();
+  }
+  for (int t = 0; t < trials; ++t) {
+    std::vector<char> b = good;
+    const size_t pos = std::uniform_int_distribution<size_t>(0, good.size() - 1)(rng);
+    b[pos] = static_cast<char>(b[pos] ^ (1 << (t % 8)));
+    write(b);
+    EXPECT_THROW(WaveIndex::load(path), Error) << "bit flip at " << pos;
+  }
+  std::remove(path.c_str());
+  EXPECT_THROW(WaveIndex::load(path), Error);  // missing file
+}
+
+TEST(WaveIndex, ConcurrentAttendEqualsSerial) {
+  const int d = 32;
+  auto s = make_ood_synthetic(4000, d, 0, 48, 16);
+  WaveIndex w(s.keys.view(), s.values.view(), small_params());
+  const float scale = 1.f / std::sqrt(float(d));
+  const int groups = 16;
+  std::vector<float> serial(groups * 3 * d), parallel(groups * 3 * d);
+  std::vector<float> ls(groups * 3), lp(groups * 3);
+  for (int b = 0; b < groups; ++b)
+    w.attend(s.test_queries.view().slice_rows(3 * b, 3), scale,
+             MatrixView<float>(serial.data() + b * 3 * d, 3, d), ls.data() + 3 * b);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      for (int b = t; b < groups; b += 4)
+        w.attend(s.test_queries.view().slice_rows(3 * b, 3), scale,
+                 MatrixView<float>(parallel.data() + b * 3 * d, 3, d), lp.data() + 3 * b);
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(serial, parallel);
+  EXPECT_EQ(ls, lp);
+}
+
+TEST(WaveIndex, SearchReturnsSteadyAndRetrievalTokens) {
+  auto s = make_ood_synthetic(4000, 16, 0, 3, 17);
+  WaveIndex w(s.keys.view(), s.values.view(), small_params());
+  SearchParams sp;
+  sp.k = 0;  // the default retrieval budget, all of its tokens
+  const SearchResult all = w.search(s.test_queries.view(), sp);
+  const WaveSelection sel = w.select(s.test_queries.view(), 0.25f);
+  std::set<int32_t> want(w.steady_ids().begin(), w.steady_ids().end());
+  for (int32_t c : sel.retrieval)
+    for (int64_t p = w.cluster_offsets()[c]; p < w.cluster_offsets()[c + 1]; ++p)
+      want.insert(w.reordered_ids()[p]);
+  EXPECT_EQ(std::set<int32_t>(all.ids.begin(), all.ids.end()), want);
+  EXPECT_TRUE(std::is_sorted(all.scores.rbegin(), all.scores.rend()));
+  sp.k = 100;
+  const SearchResult top = w.search(s.test_queries.view(), sp);
+  ASSERT_EQ(top.ids.size(), 100u);
+  EXPECT_TRUE(std::is_sorted(top.scores.rbegin(), top.scores.rend()));
+  EXPECT_GT(top.keys_scanned, w.n_clusters());
+}
+
+TEST(WaveIndex, BadInputsThrowNamingArgument) {
+  auto s = make_ood_synthetic(500, 16, 0, 2, 18);
+  auto expect_msg = [](auto&& f, const std::string& what) {
+    try {
+      f();
+      ADD_FAILURE() << "no throw, expected " << what;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(what), std::string::npos) << e.what();
+    }
+  };
+  expect_msg([&] { WaveIndex(s.keys.view(), s.values.view().slice_rows(0, 10)); }, "values:");
+  WaveParams bad;
+  bad.tokens_per_cluster = 0;
+  expect_msg([&] { WaveIndex(s.keys.view(), s.values.view(), bad); }, "tokens_per_cluster");
+  WaveIndex w(s.keys.view(), s.values.view());
+  Matrix<float> o(2, 16);
+  float lse[2];
+  Matrix<float> q8 = random_matrix(2, 8, 1);
+  expect_msg([&] { w.attend(q8.view(), 0.25f, o.view(), lse); }, "q:");
+  Matrix<float> q = random_matrix(2, 16, 1);
+  q(1, 3) = std::nanf("");
+  expect_msg([&] { w.attend(q.view(), 0.25f, o.view(), lse); }, "q:");
+  q(1, 3) = 0.f;
+  Matrix<float> o3(3, 16);
+  expect_msg([&] { w.attend(q.view(), 0.25f, o3.view(), lse); }, "o:");
+  expect_msg([&] { w.attend(q.view(), std::nanf(""), o.view(), lse); }, "scale:");
+  WaveBudget b;
+  b.retrieval_frac = 1.5;
+  expect_msg([&] { w.attend(q.view(), 0.25f, o.view(), lse, nullptr, &b); },
+             "budget.retrieval_frac");
+  // A rejected append changes nothing.
+  const int64_t before = w.size();
+  Matrix<float> k = random_matrix(5, 16, 2), v = random_matrix(5, 16, 3);
+  v(4, 0) = INFINITY;
+  expect_msg([&] { w.append(k.view(), v.view()); }, "v:");
+  expect_msg([&] { w.append(q8.view(), q8.view()); }, "k:");
+  EXPECT_EQ(w.size(), before);
+  EXPECT_EQ(static_cast<int64_t>(w.steady_ids().size()), 68);
+}
+
+}  // namespace
+}  // namespace retrokv
