@@ -13,15 +13,19 @@ CudaStatus paged_decode_attention(const float* q, const PagedKV& kv, const Decod
   detail::check_aligned16(kv.v_pages, "kv.v_pages");
   RETROKV_CHECK(kv.indptr != nullptr, "kv.indptr: null device pointer");
   RETROKV_CHECK(kv.indices != nullptr, "kv.indices: null device pointer");
-  RETROKV_CHECK(kv.page_size >= 1 && kv.page_size <= 256 && (kv.page_size & (kv.page_size - 1)) == 0,
-                "kv.page_size: expected a power of two in [1, 256], got ", kv.page_size);
+  RETROKV_CHECK(
+      kv.page_size >= 1 && kv.page_size <= 256 && (kv.page_size & (kv.page_size - 1)) == 0,
+      "kv.page_size: expected a power of two in [1, 256], got ", kv.page_size);
   int shift = 0;
   while ((1 << shift) < kv.page_size) ++shift;
   return RETROKV_DISPATCH_HEAD_DIM(plan.head_dim, D, [&] {
     return RETROKV_DISPATCH_KV_DTYPE(kv.dtype, T, [&] {
       detail::PagedAddr<T, D> addr{static_cast<const T*>(kv.k_pages),
-                                   static_cast<const T*>(kv.v_pages), kv.indptr, kv.indices,
-                                   kv.page_len, shift};
+                                   static_cast<const T*>(kv.v_pages),
+                                   kv.indptr,
+                                   kv.indices,
+                                   kv.page_len,
+                                   shift};
       return static_cast<CudaStatus>(
           detail::launch_split_attention<D, T>(q, addr, plan, scale, workspace, o, lse, stream));
     });

@@ -5,8 +5,8 @@
 
 namespace retrokv::cuda {
 
-CudaStatus decode_attention(const float* q, const RaggedKV& kv, const DecodePlan& plan,
-                            float scale, void* workspace, float* o, float* lse, Stream stream) {
+CudaStatus decode_attention(const float* q, const RaggedKV& kv, const DecodePlan& plan, float scale,
+                            void* workspace, float* o, float* lse, Stream stream) {
   detail::check_split_inputs(plan, q, o, lse);
   detail::check_aligned16(kv.k, "kv.k");
   detail::check_aligned16(kv.v, "kv.v");

@@ -15,6 +15,10 @@ void memory_info(std::size_t* free_bytes, std::size_t* total_bytes) {
   check_status(cudaMemGetInfo(free_bytes, total_bytes), "cudaMemGetInfo");
 }
 
+CudaStatus device_copy(void* dst, const void* src, std::size_t bytes, Stream stream) {
+  return cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream);
+}
+
 DeviceBuffer::DeviceBuffer(std::size_t bytes) {
   if (bytes == 0) return;
   require_device();
@@ -49,20 +53,22 @@ DeviceBuffer& DeviceBuffer::operator=(DeviceBuffer&& o) noexcept {
 }
 
 void DeviceBuffer::copy_from_host(const void* src, std::size_t bytes, std::size_t offset) {
-  RETROKV_CHECK(offset <= bytes_ && bytes <= bytes_ - offset, "bytes: expected <= ",
-                bytes_ - (offset <= bytes_ ? offset : bytes_), " at offset ", offset, ", got ", bytes);
+  RETROKV_CHECK(offset <= bytes_ && bytes <= bytes_ - offset,
+                "bytes: expected <= ", bytes_ - (offset <= bytes_ ? offset : bytes_), " at offset ",
+                offset, ", got ", bytes);
   if (bytes == 0) return;
   check_status(cudaMemcpy(static_cast<char*>(ptr_) + offset, src, bytes, cudaMemcpyHostToDevice),
                "cudaMemcpy(host to device)");
 }
 
 void DeviceBuffer::copy_to_host(void* dst, std::size_t bytes, std::size_t offset) const {
-  RETROKV_CHECK(offset <= bytes_ && bytes <= bytes_ - offset, "bytes: expected <= ",
-                bytes_ - (offset <= bytes_ ? offset : bytes_), " at offset ", offset, ", got ", bytes);
+  RETROKV_CHECK(offset <= bytes_ && bytes <= bytes_ - offset,
+                "bytes: expected <= ", bytes_ - (offset <= bytes_ ? offset : bytes_), " at offset ",
+                offset, ", got ", bytes);
   if (bytes == 0) return;
-  check_status(cudaMemcpy(dst, static_cast<const char*>(ptr_) + offset, bytes,
-                          cudaMemcpyDeviceToHost),
-               "cudaMemcpy(device to host)");
+  check_status(
+      cudaMemcpy(dst, static_cast<const char*>(ptr_) + offset, bytes, cudaMemcpyDeviceToHost),
+      "cudaMemcpy(device to host)");
 }
 
 void DeviceBuffer::fill_bytes(int value) {

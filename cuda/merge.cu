@@ -20,9 +20,8 @@ __global__ void merge_states_kernel(const float* __restrict__ o, const float* __
   const float* lse_row = lse + row * lse_row_stride;
   for (int j = threadIdx.x; j < d; j += blockDim.x) {
     float merged_lse;
-    o_out[row * d + j] =
-        merge_strided_element(o_row + j, o_state_stride, lse_row, lse_state_stride, n_states,
-                              &merged_lse);
+    o_out[row * d + j] = merge_strided_element(o_row + j, o_state_stride, lse_row, lse_state_stride,
+                                               n_states, &merged_lse);
     if (j == 0) lse_out[row] = merged_lse;
   }
 }

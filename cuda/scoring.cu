@@ -21,8 +21,8 @@ CudaStatus score_centroids(const float* q, const CentroidSet& set, int batch, in
   RETROKV_CHECK(n_kv_heads >= 1 && n_q_heads >= n_kv_heads && n_q_heads % n_kv_heads == 0,
                 "n_q_heads: expected a multiple of n_kv_heads (", n_kv_heads, "), got ", n_q_heads);
   const int group = n_q_heads / n_kv_heads;
-  RETROKV_CHECK(group <= detail::kMaxScoreGroup, "n_q_heads / n_kv_heads: expected <= ",
-                detail::kMaxScoreGroup, ", got ", group);
+  RETROKV_CHECK(group <= detail::kMaxScoreGroup,
+                "n_q_heads / n_kv_heads: expected <= ", detail::kMaxScoreGroup, ", got ", group);
   RETROKV_CHECK(max_clusters >= 0, "max_clusters: expected >= 0, got ", max_clusters);
   RETROKV_CHECK(r >= 0, "r: expected >= 0, got ", r);
   RETROKV_CHECK(e >= 0, "e: expected >= 0, got ", e);
@@ -37,9 +37,9 @@ CudaStatus score_centroids(const float* q, const CentroidSet& set, int batch, in
   float* logits = static_cast<float*>(workspace);
   return RETROKV_DISPATCH_HEAD_DIM(head_dim, D, [&]() -> CudaStatus {
     if (max_clusters > 0) {
-      const dim3 grid(static_cast<unsigned>((max_clusters + detail::kScoreTile - 1) /
-                                            detail::kScoreTile),
-                      n_lists);
+      const dim3 grid(
+          static_cast<unsigned>((max_clusters + detail::kScoreTile - 1) / detail::kScoreTile),
+          n_lists);
       const std::size_t smem = static_cast<std::size_t>(group) * D * sizeof(float);
       detail::centroid_logits_kernel<D><<<grid, detail::kScoreThreads, smem, stream>>>(
           q, set.centroids, set.indptr, n_q_heads, n_kv_heads, scale, logits);

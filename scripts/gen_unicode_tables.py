@@ -50,11 +50,13 @@ def main():
     out.write("enum class CpClass : uint8_t { kOther = 0, kLetter = 1, kNumber = 2, kSpace = 3 };\n\n")
     out.write("struct CpRange {\n  uint32_t first;\n  uint32_t last;\n  CpClass cls;\n};\n\n")
     out.write("/// Sorted, non-overlapping, inclusive ranges (%d of them).\n" % len(ranges))
+    out.write("// clang-format off\n")
     out.write("inline constexpr CpRange kRanges[] = {\n")
     names = {LETTER: "kLetter", NUMBER: "kNumber", SPACE: "kSpace"}
     for first, last, c in ranges:
         out.write("    {0x%X, 0x%X, CpClass::%s},\n" % (first, last, names[c]))
-    out.write("};\n\n")
+    out.write("};\n")
+    out.write("// clang-format on\n\n")
     out.write("inline constexpr std::size_t kRangeCount = sizeof(kRanges) / sizeof(kRanges[0]);\n\n")
     out.write("}  // namespace retrokv::engine::unicode\n")
 

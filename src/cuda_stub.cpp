@@ -3,8 +3,11 @@
 #include "retrokv/core/error.h"
 #include "retrokv/cuda/attention.h"
 #include "retrokv/cuda/device.h"
+#include "retrokv/cuda/graph.h"
+#include "retrokv/cuda/knn.h"
 #include "retrokv/cuda/memory.h"
 #include "retrokv/cuda/scoring.h"
+#include "retrokv/cuda/wave_buffer.h"
 
 namespace retrokv::cuda {
 
@@ -22,6 +25,7 @@ void check_status(CudaStatus status, const char* what) {
 void synchronize() { no_cuda(); }
 
 void memory_info(std::size_t*, std::size_t*) { no_cuda(); }
+CudaStatus device_copy(void*, const void*, std::size_t, Stream) { no_cuda(); }
 DeviceBuffer::DeviceBuffer(std::size_t bytes) {
   if (bytes != 0) no_cuda();
 }
@@ -90,5 +94,45 @@ CudaStatus score_centroids(const float*, const CentroidSet&, int, int, int, int,
                            float, void*, float*, int32_t*, int32_t*, Stream) {
   no_cuda();
 }
+
+std::size_t knn_workspace_bytes(int64_t, int64_t, int, int) { no_cuda(); }
+CudaStatus exact_knn(const float*, const float*, int64_t, int64_t, int, int, void*, std::size_t,
+                     int32_t*, float*, Stream) {
+  no_cuda();
+}
+void exact_knn_host(const float*, const float*, int64_t, int64_t, int, int, int32_t*, float*) {
+  no_cuda();
+}
+
+CudaStream::CudaStream() { no_cuda(); }
+CudaStream::~CudaStream() = default;
+CudaStream::CudaStream(CudaStream&& o) noexcept : stream_(o.stream_) { o.stream_ = nullptr; }
+CudaStream& CudaStream::operator=(CudaStream&& o) noexcept {
+  stream_ = o.stream_;
+  o.stream_ = nullptr;
+  return *this;
+}
+void CudaStream::synchronize() const { no_cuda(); }
+CudaGraph::~CudaGraph() = default;
+CudaGraph::CudaGraph(CudaGraph&& o) noexcept : exec_(o.exec_) { o.exec_ = nullptr; }
+CudaGraph& CudaGraph::operator=(CudaGraph&& o) noexcept {
+  exec_ = o.exec_;
+  o.exec_ = nullptr;
+  return *this;
+}
+void CudaGraph::begin_capture(Stream) { no_cuda(); }
+void CudaGraph::end_capture(Stream) { no_cuda(); }
+void CudaGraph::launch(Stream) const { no_cuda(); }
+
+WaveBuffer::WaveBuffer(const WaveBufferConfig&, const void*, const void*, std::span<const int64_t>)
+    : policy_(1) {
+  no_cuda();
+}
+WaveBuffer::~WaveBuffer() = default;
+int64_t WaveBuffer::prepare_step(const std::vector<std::vector<int32_t>>&, Stream) { no_cuda(); }
+void WaveBuffer::wait_ready(Stream) const { no_cuda(); }
+PagedKV WaveBuffer::paged_kv() const { no_cuda(); }
+std::size_t WaveBuffer::token_bytes() const { no_cuda(); }
+void WaveBuffer::copy_cluster(int32_t, std::span<const int32_t>, Stream) { no_cuda(); }
 
 }  // namespace retrokv::cuda

@@ -7,11 +7,13 @@
 #include <cmath>
 #include <limits>
 
+#include "retrokv/cpu/attention.h"
+#include "retrokv/engine/gemm.h"
+
 namespace retrokv::engine {
 
 namespace {
 using RowMat = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-using ConstMap = Eigen::Map<const RowMat, 0, Eigen::OuterStride<>>;
 constexpr int64_t kQueryBlock = 128;
 }  // namespace
 
@@ -96,10 +98,10 @@ void FullAttentionBackend::prefill(int layer, ConstMatrixView<float> q, ConstMat
       const int64_t rows = std::min(kQueryBlock, n - r0);
       const int64_t n_keys = past + r0 + rows;
       const Cache& c = cache(layer, h / group);
-      ConstMap qm(q.row(r0) + h * d, rows, d, Eigen::OuterStride<>(q.ld));
-      Eigen::Map<const RowMat> km(c.k.data(), n_keys, d);
       Eigen::Map<const RowMat> vm(c.v.data(), n_keys, d);
-      scores.noalias() = (qm * km.transpose()) * scale;
+      scores.resize(rows, n_keys);
+      gemm_nt(q.row(r0) + h * d, q.ld, c.k.data(), d, scores.data(), n_keys, rows, n_keys, d);
+      scores *= scale;
       for (int64_t i = 0; i < rows; ++i) {
         const int64_t visible = past + r0 + i + 1;  // causal: up to and including this position
         float* s = scores.row(i).data();
@@ -124,31 +126,22 @@ void FullAttentionBackend::prefill(int layer, ConstMatrixView<float> q, ConstMat
 void FullAttentionBackend::decode(int layer, const float* q, const float* k, const float* v,
                                   float* out) {
   check_layer(layer);
+  RETROKV_CHECK(q != nullptr && k != nullptr && v != nullptr && out != nullptr,
+                "decode: q, k, v and out must be non-null");
   const int d = shape_.head_dim;
+  const int group = shape_.group_size();
   append(layer, ConstMatrixView<float>(k, 1, shape_.kv_width()),
          ConstMatrixView<float>(v, 1, shape_.kv_width()));
   const int64_t n_keys = lengths_[layer];
-  const int group = shape_.group_size();
-  const float scale = shape_.scale;
-  for (int h = 0; h < shape_.n_q_heads; ++h) {
-    const Cache& c = cache(layer, h / group);
-    std::vector<float> s(static_cast<std::size_t>(n_keys));
-    float m = -std::numeric_limits<float>::infinity();
-    for (int64_t j = 0; j < n_keys; ++j) {
-      float acc = 0;
-      for (int t = 0; t < d; ++t) acc += q[h * d + t] * c.k[j * d + t];
-      s[j] = acc * scale;
-      m = std::max(m, s[j]);
-    }
-    float sum = 0;
-    for (auto& x : s) {
-      x = std::exp(x - m);
-      sum += x;
-    }
-    float* o = out + h * d;
-    std::fill(o, o + d, 0.0f);
-    for (int64_t j = 0; j < n_keys; ++j)
-      for (int t = 0; t < d; ++t) o[t] += s[j] / sum * c.v[j * d + t];
+  // Each KV head's GQA group reads its keys once (retrokv::cpu::attend_full, split-KV over the
+  // context). Short contexts are too small to split, so the KV heads run in parallel instead.
+  const bool heads_parallel = n_keys < 2 * cpu::default_attend_chunk(n_keys);
+#pragma omp parallel for schedule(static) if (heads_parallel)
+  for (int g = 0; g < shape_.n_kv_heads; ++g) {
+    std::vector<float> lse(static_cast<std::size_t>(group));
+    ConstMatrixView<float> qg(q + static_cast<int64_t>(g) * group * d, group, d);
+    MatrixView<float> og(out + static_cast<int64_t>(g) * group * d, group, d);
+    cpu::attend_full<float>(qg, keys(layer, g), values(layer, g), shape_.scale, og, lse.data());
   }
 }
 

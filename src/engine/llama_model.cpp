@@ -7,6 +7,7 @@
 #include <cmath>
 
 #include "retrokv/core/error.h"
+#include "retrokv/engine/gemm.h"
 
 namespace retrokv::engine {
 
@@ -14,29 +15,10 @@ namespace {
 
 using RowMat = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 
-// y (n, out) = x (n, in) * w^T with w (out, in). n == 1 is a GEMV split over output rows.
+// y (n, out) = x (n, in) * w^T with w (out, in).
 void linear(const Matrix<float>& x, int64_t n, const Matrix<float>& w, Matrix<float>& y) {
-  const int64_t in = w.cols();
-  const int64_t out = w.rows();
-  RETROKV_ASSERT(x.cols() == in && y.cols() == out && x.rows() >= n && y.rows() >= n);
-  if (n == 1) {
-    const float* xv = x.data();
-    float* yv = y.data();
-    const float* wd = w.data();
-#pragma omp parallel for schedule(static)
-    for (int64_t r = 0; r < out; ++r) {
-      const float* wr = wd + r * in;
-      float acc = 0;
-#pragma omp simd reduction(+ : acc)
-      for (int64_t c = 0; c < in; ++c) acc += wr[c] * xv[c];
-      yv[r] = acc;
-    }
-    return;
-  }
-  Eigen::Map<const RowMat> xm(x.data(), n, in);
-  Eigen::Map<const RowMat> wm(w.data(), out, in);
-  Eigen::Map<RowMat> ym(y.data(), n, out);
-  ym.noalias() = xm * wm.transpose();
+  RETROKV_ASSERT(x.cols() == w.cols() && y.cols() == w.rows() && x.rows() >= n && y.rows() >= n);
+  gemm_nt(x.data(), x.cols(), w.data(), w.cols(), y.data(), y.cols(), n, w.rows(), w.cols());
 }
 
 void rms_norm(const Matrix<float>& x, int64_t n, const std::vector<float>& w, float eps,
@@ -270,17 +252,8 @@ void LlamaModel::forward_chunk(std::span<const int32_t> tokens, AttentionBackend
   for (int64_t r = 0; r < rows; ++r)
     std::copy(s.x.row(first_row + r), s.x.row(first_row + r) + c.d_model, last.row(r));
   rms_norm(last, rows, output_norm_, c.rms_eps, last);
-  if (rows == 1) {
-    Matrix<float> y(1, c.vocab_size);
-    linear(last, 1, out_w, y);
-    std::copy(y.data(), y.data() + c.vocab_size, logits.row(0));
-  } else {
-    Eigen::Map<const RowMat> xm(last.data(), rows, c.d_model);
-    Eigen::Map<const RowMat> wm(out_w.data(), c.vocab_size, c.d_model);
-    Eigen::Map<RowMat, 0, Eigen::OuterStride<>> ym(logits.data, rows, c.vocab_size,
-                                                   Eigen::OuterStride<>(logits.ld));
-    ym.noalias() = xm * wm.transpose();
-  }
+  gemm_nt(last.data(), last.cols(), out_w.data(), out_w.cols(), logits.data, logits.ld, rows,
+          c.vocab_size, c.d_model);
 }
 
 }  // namespace retrokv::engine

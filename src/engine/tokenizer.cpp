@@ -211,6 +211,8 @@ PreTokenizer pre_tokenizer_from_name(std::string_view pre) {
 std::vector<std::string_view> pre_tokenize(std::string_view text, PreTokenizer kind) {
   std::vector<std::string_view> pieces;
   if (text.empty()) return pieces;
+  RETROKV_CHECK(text.size() < (size_t{1} << 32), "text: expected fewer than 2^32 bytes, got ",
+                text.size());
   const CodePoints c(text);
   const auto emit = [&](size_t a, size_t b) {
     pieces.push_back(text.substr(c.offsets[a], c.offsets[b] - c.offsets[a]));
@@ -354,8 +356,9 @@ void Tokenizer::bpe(std::string_view piece, std::vector<int32_t>& out) const {
   const size_t n = sym.size();
   std::vector<Candidate> heap;
   const auto push = [&](int32_t left) {
+    if (left < 0) return;
     const int32_t right = sym[left].next;
-    if (left < 0 || right < 0) return;
+    if (right < 0) return;
     const uint64_t key = (uint64_t(uint32_t(sym[left].id)) << 32) | uint32_t(sym[right].id);
     const auto it = merges_.find(key);
     if (it == merges_.end()) return;

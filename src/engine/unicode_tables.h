@@ -20,6 +20,7 @@ struct CpRange {
 };
 
 /// Sorted, non-overlapping, inclusive ranges (792 of them).
+// clang-format off
 inline constexpr CpRange kRanges[] = {
     {0x9, 0xD, CpClass::kSpace},
     {0x20, 0x20, CpClass::kSpace},
@@ -814,6 +815,7 @@ inline constexpr CpRange kRanges[] = {
     {0x2F800, 0x2FA1D, CpClass::kLetter},
     {0x30000, 0x3134A, CpClass::kLetter},
 };
+// clang-format on
 
 inline constexpr std::size_t kRangeCount = sizeof(kRanges) / sizeof(kRanges[0]);
 

@@ -60,12 +60,16 @@ struct SyntheticAttention {
 /// - q.k = q.mu_k + q.(k - mu_k); the first term is nearly the same for every key, so the
 ///   ranking is decided by the query's projection on the keys' noise, which differs per query:
 ///   each query's top keys by inner product are a small, query-dependent set at the extreme of
-///   the cloud in that query's direction.
+///   the cloud in that query's direction (measured at n = 20K, d = 64: top-100 Jaccard between
+///   two queries ~0.05; the top 1% of keys hold ~70% of the softmax mass at scale 1/sqrt(d)).
 /// - Key-key neighbourhoods (L2 or inner product among keys) are dominated by the shared offset
-///   and the strongest axes, so "near each other" for keys does not predict "high q.k together";
-///   a graph or clustering built from keys alone navigates poorly from a query, while one guided
-///   by train_queries (same distribution as test_queries) does not have this problem.
-/// Values are i.i.d. N(0, 1). Logits have a spread comparable to real heads at scale 1/sqrt(d).
+///   and the strongest axes, so "near each other" for keys does not predict "high q.k together"
+///   (a query's top-100 shares ~8 keys with the 100 L2 neighbours of its own best key; k-means
+///   over keys probed by centroid score finds ~46% of the top-100 scanning 5% of the keys, ~82%
+///   at 20%). A graph or clustering built from keys alone navigates poorly from a query, while
+///   one guided by train_queries (same distribution as test_queries) does not have this problem.
+/// Values are i.i.d. N(0, 1). The same arguments and seed always give the same data (other
+/// tests calibrate bounds on it: change the distribution only together with them).
 inline SyntheticAttention make_ood_synthetic(int64_t n, int d, int64_t m_train, int64_t m_test,
                                              uint64_t seed) {
   RETROKV_CHECK(n >= 0 && m_train >= 0 && m_test >= 0, "make_ood_synthetic: negative sizes (n ", n,

@@ -68,26 +68,252 @@ std::pair<double, double> recall_at(const Index& index, ConstMatrixView<float> k
 
 TEST(RoarGraph, RecallGuardOnSyntheticOod) {
   const Fixture& f = fixture();
-  // Measured 2026-11-23 on this set: see the printed numbers; the bound keeps a margin.
-  for (int ef : {100, 200, 400}) {
-    const auto [recall, scanned] =
-        recall_at(f.index, f.data.keys.view(), f.data.test_queries.view(), 100, ef);
-    std::printf("ef %d: recall@100 %.4f, keys scanned %.0f (%.1f%% of n)\n", ef, recall, scanned,
-                100.0 * scanned / f.n);
-  }
+  // Measured on this fixed set (n 4096, d 64, seed 42, L 200, other params default):
+  // ef 100 -> recall@100 0.973 scanning 41% of n; ef 200 -> 0.989 (55%). Bounds keep a margin.
   const auto [recall, scanned] =
-      recall_at(f.index, f.data.keys.view(), f.data.test_queries.view(), 100, 200);
-  EXPECT_GE(recall, 0.90);
+      recall_at(f.index, f.data.keys.view(), f.data.test_queries.view(), 100, 100);
+  EXPECT_GE(recall, 0.95);
   EXPECT_LT(scanned, 0.5 * f.n);
+  const auto [recall10, scanned10] =
+      recall_at(f.index, f.data.keys.view(), f.data.test_queries.view(), 10, 100);
+  EXPECT_GE(recall10, 0.97);
+}
+
+TEST(RoarGraph, GraphInvariants) {
+  const Fixture& f = fixture();
+  const RoarGraphIndex& g = f.index;
+  EXPECT_EQ(g.size(), f.n);
+  EXPECT_EQ(g.count_reachable(), f.n);
+  for (int32_t v = 0; v < g.size(); ++v) {
+    ASSERT_LE(g.out_degree(v), 2 * g.params().M);
+    std::set<int32_t> seen;
+    for (int e = 0; e < g.out_degree(v); ++e) {
+      const int32_t w = g.neighbours(v)[e];
+      ASSERT_TRUE(w >= 0 && w < g.size());
+      ASSERT_NE(w, v) << "self loop";
+      ASSERT_TRUE(seen.insert(w).second) << "duplicate edge " << v << " -> " << w;
+    }
+  }
+  EXPECT_EQ(g.stats().max_out_degree <= 2 * g.params().M, true);
+  EXPECT_GT(g.stats().mean_out_degree, 8.0);
+  EXPECT_EQ(static_cast<int>(g.entry_points().size()), g.params().n_entry_points);
+}
+
+TEST(RoarGraph, ExactWhenBeamCoversEverything) {
+  // ef = n on a connected graph visits every key: the result is the exact top-k.
+  const auto s = make_ood_synthetic(500, 16, 500, 5, 3);
+  RoarGraphParams p = test_params();
+  const RoarGraphIndex g = RoarGraphIndex::build(s.keys.view(), s.train_queries.view(), p);
+  const auto [recall, scanned] = recall_at(g, s.keys.view(), s.test_queries.view(), 20, 500);
+  EXPECT_EQ(recall, 1.0);
+  EXPECT_EQ(scanned, 500.0);
+}
+
+TEST(RoarGraph, GroupSearchScoresMaxOverHeads) {
+  const Fixture& f = fixture();
+  ConstMatrixView<float> group = f.data.test_queries.view().slice_rows(0, 4);
+  SearchParams sp;
+  sp.k = 10;
+  sp.ef = 4096;  // exhaustive: compare with brute force on the max over the 4 heads
+  const SearchResult r = f.index.search(group, sp);
+  std::vector<ScoredId> all;
+  for (int64_t i = 0; i < f.n; ++i) {
+    float best = -1e30f;
+    for (int h = 0; h < 4; ++h) best = std::max(best, detail::roar_dot(group.row(h), f.data.keys.row(i), 64));
+    all.push_back({best, static_cast<int32_t>(i)});
+  }
+  std::sort(all.begin(), all.end(), better);
+  ASSERT_EQ(r.ids.size(), 10u);
+  for (int j = 0; j < 10; ++j) {
+    EXPECT_EQ(r.ids[j], all[j].id);
+    EXPECT_EQ(r.scores[j], all[j].score);
+  }
+}
+
+TEST(RoarGraph, WarmStartFromPreviousResultsHelpsOrMatches) {
+  const Fixture& f = fixture();
+  // Warm start from the previous query's results; consecutive decode queries of a head are
+  // similar in real traces, here they are independent, so it must at least not hurt much.
+  ConstMatrixView<float> qs = f.data.test_queries.view();
+  const KnnResult truth = knn_inner_product(qs, f.data.keys.view(), 100);
+  double cold = 0, warm = 0;
+  for (int64_t i = 0; i < 50; ++i) {
+    SearchParams sp;
+    sp.ef = 100;
+    const SearchResult a = f.index.search(qs.slice_rows(i, 1), sp);
+    // Warm start with the exact answer's first 10 ids: those are the best possible seeds.
+    sp.warm_start = truth.row_ids(i);
+    sp.n_warm_start = 10;
+    const SearchResult b = f.index.search(qs.slice_rows(i, 1), sp);
+    const std::set<int32_t> want(truth.row_ids(i), truth.row_ids(i) + 100);
+    for (int32_t id : a.ids) cold += want.count(id);
+    for (int32_t id : b.ids) warm += want.count(id);
+  }
+  EXPECT_GE(warm, cold);
+}
+
+TEST(RoarGraph, DeterministicBytesForAnyThreadCount) {
+  const auto s = make_ood_synthetic(1500, 32, 1500, 1, 11);
+  RoarGraphParams p = test_params();
+  p.threads = 1;
+  const auto a = RoarGraphIndex::build(s.keys.view(), s.train_queries.view(), p).to_bytes();
+  p.threads = 2;
+  const auto b = RoarGraphIndex::build(s.keys.view(), s.train_queries.view(), p).to_bytes();
+  p.threads = 3;
+  const auto c = RoarGraphIndex::build(s.keys.view(), s.train_queries.view(), p).to_bytes();
+  EXPECT_EQ(a, b);
+  EXPECT_EQ(a, c);
+  p.seed = 1;  // the seed only matters for a random subsample
+  p.max_train_queries = 700;
+  p.random_subsample = true;
+  const auto d1 = RoarGraphIndex::build(s.keys.view(), s.train_queries.view(), p).to_bytes();
+  const auto d2 = RoarGraphIndex::build(s.keys.view(), s.train_queries.view(), p).to_bytes();
+  EXPECT_EQ(d1, d2);
+  EXPECT_NE(d1, a);
+}
+
+TEST(RoarGraph, SubsampledTrainingQueries) {
+  const auto s = make_ood_synthetic(2000, 32, 2000, 100, 12);
+  RoarGraphParams p = test_params();
+  p.max_train_queries = 500;
+  const auto g = RoarGraphIndex::build(s.keys.view(), s.train_queries.view(), p);
+  EXPECT_EQ(g.stats().train_queries_used, 500);
+  EXPECT_EQ(g.count_reachable(), 2000);
+  const auto [recall, scanned] = recall_at(g, s.keys.view(), s.test_queries.view(), 100, 100);
+  EXPECT_GE(recall, 0.9);  // measured 0.97
+}
+
+TEST(RoarGraph, InsertKeepsInvariantsAndFindsNewKeys) {
+  const auto s = make_ood_synthetic(2500, 32, 2000, 100, 13);
+  RoarGraphParams p = test_params();
+  auto g = RoarGraphIndex::build(s.keys.view().slice_rows(0, 2000), s.train_queries.view(), p);
+  g.insert(s.keys.view().slice_rows(2000, 300));
+  g.insert(s.keys.view().slice_rows(2300, 200));
+  ASSERT_EQ(g.size(), 2500);
+  EXPECT_EQ(g.count_reachable(), 2500);
+  for (int32_t v = 0; v < g.size(); ++v) ASSERT_LE(g.out_degree(v), 2 * p.M);
+  for (int64_t i = 0; i < 2500; ++i) {
+    for (int j = 0; j < 32; ++j) ASSERT_EQ(g.keys()(i, j), s.keys(i, j));
+  }
+  // Recall over all 2500 keys (inserted ones included) stays close to a fresh build's.
+  const auto [recall, scanned] = recall_at(g, s.keys.view(), s.test_queries.view(), 100, 100);
+  const auto fresh = RoarGraphIndex::build(s.keys.view(), s.train_queries.view(), p);
+  const auto [recall_fresh, scanned_fresh] =
+      recall_at(fresh, s.keys.view(), s.test_queries.view(), 100, 100);
+  std::printf("recall@100 after insert %.4f, fresh build %.4f\n", recall, recall_fresh);
+  EXPECT_GE(recall, recall_fresh - 0.05);
+  // Insert is deterministic too.
+  auto g2 = RoarGraphIndex::build(s.keys.view().slice_rows(0, 2000), s.train_queries.view(), p);
+  g2.insert(s.keys.view().slice_rows(2000, 300));
+  g2.insert(s.keys.view().slice_rows(2300, 200));
+  EXPECT_EQ(g.to_bytes(), g2.to_bytes());
+}
+
+TEST(RoarGraph, SaveLoadRoundTrip) {
+  const Fixture& f = fixture();
+  const std::string path = ::testing::TempDir() + "/roar_roundtrip.bin";
+  f.index.save(path);
+  const RoarGraphIndex g = RoarGraphIndex::load(path);
+  std::remove(path.c_str());
+  EXPECT_EQ(g.to_bytes(), f.index.to_bytes());
+  EXPECT_EQ(g.memory_bytes(), f.index.memory_bytes());
+  for (int64_t i = 0; i < 20; ++i) {
+    SearchParams sp;
+    const SearchResult a = f.index.search(f.data.test_queries.view().slice_rows(i, 1), sp);
+    const SearchResult b = g.search(f.data.test_queries.view().slice_rows(i, 1), sp);
+    EXPECT_EQ(a.ids, b.ids);
+    EXPECT_EQ(a.scores, b.scores);
+    EXPECT_EQ(a.keys_scanned, b.keys_scanned);
+  }
+}
+
+TEST(RoarGraph, FuzzedFilesAlwaysThrow) {
+  const auto s = make_ood_synthetic(300, 8, 300, 1, 14);
+  const auto g = RoarGraphIndex::build(s.keys.view(), s.train_queries.view(), test_params());
+  const std::vector<uint8_t> good = g.to_bytes();
+  EXPECT_NO_THROW(RoarGraphIndex::from_bytes(good));
+  std::mt19937_64 rng(5);
+  const int trials = sanitizer_build() ? 200 : 1000;
+  for (int t = 0; t < trials; ++t) {
+    std::vector<uint8_t> bad = good;
+    if (t % 2 == 0) {
+      bad.resize(std::uniform_int_distribution<size_t>(0, good.size() - 1)(rng));
+    } else {
+      const size_t byte = std::uniform_int_distribution<size_t>(0, good.size() - 1)(rng);
+      bad[byte] ^= static_cast<uint8_t>(1u << (rng() % 8));
+    }
+    EXPECT_THROW(RoarGraphIndex::from_bytes(bad), Error) << "trial " << t;
+  }
+  EXPECT_THROW(RoarGraphIndex::load(::testing::TempDir() + "/no_such_roar.bin"), Error);
+}
+
+TEST(RoarGraph, ConcurrentSearchesMatchSerial) {
+  const Fixture& f = fixture();
+  const int64_t nq = f.data.test_queries.rows();
+  std::vector<SearchResult> serial(static_cast<size_t>(nq));
+  SearchParams sp;
+  sp.ef = 150;
+  for (int64_t i = 0; i < nq; ++i) serial[i] = f.index.search(f.data.test_queries.view().slice_rows(i, 1), sp);
+  std::vector<SearchResult> par(static_cast<size_t>(nq));
+  std::vector<std::thread> pool;
+  for (int t = 0; t < 8; ++t) {
+    pool.emplace_back([&, t] {
+      for (int64_t i = t; i < nq; i += 8) par[i] = f.index.search(f.data.test_queries.view().slice_rows(i, 1), sp);
+    });
+  }
+  for (auto& th : pool) th.join();
+  for (int64_t i = 0; i < nq; ++i) {
+    EXPECT_EQ(par[i].ids, serial[i].ids);
+    EXPECT_EQ(par[i].scores, serial[i].scores);
+    EXPECT_EQ(par[i].keys_scanned, serial[i].keys_scanned);
+  }
+}
+
+template <typename F>
+void expect_error_naming(F&& f, const std::string& what) {
+  try {
+    f();
+    ADD_FAILURE() << "no throw, expected an error naming " << what;
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(what), std::string::npos) << e.what();
+  }
+}
+
+TEST(RoarGraph, BadInputThrowsNamingTheArgument) {
+  const auto s = make_ood_synthetic(200, 8, 50, 2, 15);
+  Matrix<float> wrong_d = random_matrix(5, 7, 1);
+  RoarGraphParams p = test_params();
+  expect_error_naming([&] { RoarGraphIndex::build(s.keys.view(), wrong_d.view(), p); },
+                      "train_queries");
+  expect_error_naming(
+      [&] { RoarGraphIndex::build(s.keys.view().slice_rows(0, 0), s.train_queries.view(), p); },
+      "keys");
+  RoarGraphParams bad = p;
+  bad.M = 0;
+  expect_error_naming([&] { RoarGraphIndex::build(s.keys.view(), s.train_queries.view(), bad); },
+                      "params.M");
+  bad = p;
+  bad.k_train = 0;
+  expect_error_naming([&] { RoarGraphIndex::build(s.keys.view(), s.train_queries.view(), bad); },
+                      "params.k_train");
+  Matrix<float> nan_keys = s.keys;
+  nan_keys(3, 1) = std::nanf("");
+  expect_error_naming([&] { RoarGraphIndex::build(nan_keys.view(), s.train_queries.view(), p); },
+                      "keys");
+  auto g = RoarGraphIndex::build(s.keys.view(), s.train_queries.view(), p);
+  expect_error_naming([&] { g.search(wrong_d.view(), {}); }, "queries");
+  SearchParams sp;
+  sp.k = 0;
+  expect_error_naming([&] { g.search(s.test_queries.view(), sp); }, "params.k");
+  const int32_t bad_ids[1] = {200};
+  sp = SearchParams{};
+  sp.warm_start = bad_ids;
+  sp.n_warm_start = 1;
+  expect_error_naming([&] { g.search(s.test_queries.view(), sp); }, "params.warm_start");
+  expect_error_naming([&] { g.insert(wrong_d.view()); }, "new_keys");
+  EXPECT_EQ(g.size(), 200);  // a rejected insert changes nothing
+  EXPECT_THROW(RoarGraphIndex().search(s.test_queries.view(), {}), Error);
 }
 
 }  // namespace
 }  // namespace retrokv
-namespace retrokv {
-TEST(RoarGraphDiag, Stats) {
-  const auto& s = fixture().index.stats();
-  std::printf("edges %lld mean %.2f max %d noedge %.3f repair %lld knn %.3fs %.1f GF proj %.3f fill %.3f\n",
-              (long long)s.edges, s.mean_out_degree, s.max_out_degree, s.no_edge_after_projection,
-              (long long)s.repair_links, s.knn_seconds, s.knn_gflops, s.projection_seconds, s.fill_seconds);
-}
-}

@@ -1,5 +1,5 @@
 // Top-k selection: equals a full sort under the deterministic order (score desc, id asc), ties
-// included, on both the heap path and the nth_element path; the collector and the list merge.
+// included, for every k around the buffer's prune points; the collector and the list merge.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -45,7 +45,7 @@ TEST(TopK, BetterIsScoreThenSmallerId) {
   EXPECT_TRUE(better({-INFINITY, 0}, {-INFINITY, 1}));
 }
 
-TEST(TopK, EqualsFullSortWithTiesOnBothPaths) {
+TEST(TopK, EqualsFullSortWithTies) {
   for (int64_t n : {1, 7, 100, 1000, 20000}) {
     for (int levels : {0, 3, 50}) {
       const std::vector<float> s = random_scores(n, levels, 17 * n + levels);
@@ -59,6 +59,22 @@ TEST(TopK, EqualsFullSortWithTiesOnBothPaths) {
         }
       }
     }
+  }
+}
+
+TEST(TopK, SortedAndReverseSortedStreams) {
+  // Increasing scores make every candidate pass the threshold (a prune every k pushes);
+  // decreasing scores make none pass after the first k; constant scores are all ties.
+  const int64_t n = 5000;
+  std::vector<float> up(n), down(n), flat(n, 1.f);
+  for (int64_t i = 0; i < n; ++i) {
+    up[i] = static_cast<float>(i);
+    down[i] = static_cast<float>(n - i);
+  }
+  for (int k : {1, 3, 64, 2499, 2500, 4999, 5000}) {
+    EXPECT_EQ(top_k(up.data(), n, k), sorted_reference(up, k, 0)) << k;
+    EXPECT_EQ(top_k(down.data(), n, k), sorted_reference(down, k, 0)) << k;
+    EXPECT_EQ(top_k(flat.data(), n, k), sorted_reference(flat, k, 0)) << k;
   }
 }
 

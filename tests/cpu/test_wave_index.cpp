@@ -172,10 +172,33 @@ double median_err(const WaveIndex& w, const SyntheticAttention& s, const WaveBud
   return errs[errs.size() / 2];
 }
 
+// Keys drawn around n / per random centres (keys of real heads come in such groups), queries
+// near random centres: attention spreads over several groups, as in a real head.
+SyntheticAttention make_clustered(int64_t n, int d, int per, int64_t m, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> normal(0.f, 1.f);
+  const int groups = static_cast<int>(n / per);
+  std::uniform_int_distribution<int> pick(0, groups - 1);
+  const Matrix<float> centre = random_matrix(groups, d, seed + 1);
+  SyntheticAttention s;
+  s.keys.resize(n, d);
+  s.values = random_matrix(n, d, seed + 2);
+  for (int64_t i = 0; i < n; ++i) {
+    const int c = pick(rng);
+    for (int t = 0; t < d; ++t) s.keys(i, t) = centre(c, t) + 0.5f * normal(rng) + 2.f;
+  }
+  s.test_queries.resize(m, d);
+  for (int64_t i = 0; i < m; ++i) {
+    const int c = pick(rng);
+    for (int t = 0; t < d; ++t) s.test_queries(i, t) = centre(c, t) + 0.5f * normal(rng);
+  }
+  return s;
+}
+
 TEST(WaveIndex, EstimationZoneLowersError) {
   const int64_t n = sanitizer_build() ? 8192 : 16384;
   const int d = 64;
-  auto s = make_ood_synthetic(n, d, 0, 24, 7);
+  const SyntheticAttention s = make_clustered(n, d, 64, 24, 7);
   WaveIndex w(s.keys.view(), s.values.view(), WaveParams{});
   const float scale = 1.f / 8.f;
   WaveBudget with = w.params().budget, without = with;
@@ -183,13 +206,10 @@ TEST(WaveIndex, EstimationZoneLowersError) {
   double exact_frac = 0;
   const double e_with = median_err(w, s, with, scale, &exact_frac);
   const double e_without = median_err(w, s, without, scale);
-  RecordProperty("median_err_with_estimation", std::to_string(e_with));
-  RecordProperty("median_err_retrieval_only", std::to_string(e_without));
   std::printf("median rel err: wave %.4f, retrieval only %.4f, exact share %.4f\n", e_with,
               e_without, exact_frac);
-  EXPECT_LT(e_with, e_without);
-  EXPECT_LT(e_with, 0.8 * e_without);  // a clear gain, not noise
-  EXPECT_LT(e_with, 0.25);
+  EXPECT_LT(e_with, 0.6 * e_without);  // a clear gain at the same retrieval budget
+  EXPECT_LT(e_with, 0.2);
   EXPECT_LT(exact_frac, 0.05);
 }
 
@@ -242,7 +262,9 @@ TEST(WaveIndex, AdaptiveBudgetObeysTolerance) {
       EXPECT_LT(got, tol);
       EXPECT_NEAR(got, sel.estimated_remaining_mass, 1e-4);
       // Minimal: one cluster fewer would break the bound.
-      if (!sel.retrieval.empty()) EXPECT_GE(share(sel.retrieval.size() - 1), tol - 1e-4);
+      if (!sel.retrieval.empty()) {
+        EXPECT_GE(share(sel.retrieval.size() - 1), tol - 1e-4);
+      }
       // attend reports the same choice.
       Matrix<float> o(3, d);
       float lse[3];

@@ -77,6 +77,12 @@ inline std::vector<uint8_t> read_file(const std::string& path) {
   std::FILE* f = std::fopen(path.c_str(), "rb");
   RETROKV_CHECK(f != nullptr, "path: cannot open '", path, "' for reading");
   std::vector<uint8_t> out;
+  // One allocation when the size is known (regular files); chunked reads otherwise (pipes).
+  if (std::fseek(f, 0, SEEK_END) == 0) {
+    const long size = std::ftell(f);
+    if (size > 0) out.reserve(static_cast<size_t>(size));
+    std::rewind(f);
+  }
   uint8_t buf[1 << 16];
   size_t got;
   while ((got = std::fread(buf, 1, sizeof buf, f)) > 0) out.insert(out.end(), buf, buf + got);

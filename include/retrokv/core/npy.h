@@ -5,12 +5,14 @@
 
 #include <bit>
 #include <cctype>
+#include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <limits>
 #include <string>
 #include <string_view>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "retrokv/core/checksum.h"
@@ -184,12 +186,9 @@ class NpyHeaderParser {
   size_t pos_ = 0;
 };
 
-}  // namespace detail
-
-/// Parses an in-memory .npy file. `what` names it in errors (e.g. the path). Every problem
-/// (bad magic, unsupported version, bad header, Fortran order, big-endian or unsupported dtype,
-/// shape or size overflow, truncated or trailing data) throws retrokv::Error saying which.
-inline NpyArray parse_npy(const uint8_t* data, size_t size, const std::string& what = "buffer") {
+/// Parses and validates everything but the data; returns the data's byte offset.
+inline size_t parse_npy_header(const uint8_t* data, size_t size, const std::string& what,
+                               NpyArray* out_array) {
   RETROKV_CHECK(data != nullptr || size == 0, "data: null pointer for size ", size);
   RETROKV_CHECK(size >= detail::kNpyMagicLen + 2 &&
                     std::memcmp(data, detail::kNpyMagic, detail::kNpyMagicLen) == 0,
@@ -205,7 +204,7 @@ inline NpyArray parse_npy(const uint8_t* data, size_t size, const std::string& w
   RETROKV_CHECK(header_len <= size - 8 - len_bytes, "npy ", what, ": truncated header (needs ",
                 header_len, " bytes, ", size - 8 - len_bytes, " left)");
 
-  NpyArray out;
+  NpyArray& out = *out_array;
   const std::string_view header(reinterpret_cast<const char*>(data) + 8 + len_bytes, header_len);
   detail::NpyHeaderParser(header, what).parse(&out);
 
@@ -229,14 +228,29 @@ inline NpyArray parse_npy(const uint8_t* data, size_t size, const std::string& w
                 ": truncated data: shape needs ", nbytes, " bytes, file has ", available);
   RETROKV_CHECK(static_cast<uint64_t>(nbytes) == available, "npy ", what, ": ", available - nbytes,
                 " unexpected trailing bytes after the data");
-  out.bytes.assign(data + data_offset, data + data_offset + nbytes);
+  return data_offset;
+}
+
+}  // namespace detail
+
+/// Parses an in-memory .npy file. `what` names it in errors (e.g. the path). Every problem
+/// (bad magic, unsupported version, bad header, Fortran order, big-endian or unsupported dtype,
+/// shape or size overflow, truncated or trailing data) throws retrokv::Error saying which.
+inline NpyArray parse_npy(const uint8_t* data, size_t size, const std::string& what = "buffer") {
+  NpyArray out;
+  const size_t offset = detail::parse_npy_header(data, size, what, &out);
+  out.bytes.assign(data + offset, data + size);
   return out;
 }
 
-/// Loads a .npy file; errors name the path.
+/// Loads a .npy file; errors name the path. The file buffer becomes the array's storage.
 inline NpyArray load_npy(const std::string& path) {
-  const std::vector<uint8_t> file = read_file(path);
-  return parse_npy(file.data(), file.size(), "'" + path + "'");
+  std::vector<uint8_t> file = read_file(path);
+  NpyArray out;
+  const size_t offset = detail::parse_npy_header(file.data(), file.size(), "'" + path + "'", &out);
+  file.erase(file.begin(), file.begin() + static_cast<std::ptrdiff_t>(offset));
+  out.bytes = std::move(file);
+  return out;
 }
 
 /// Encodes an array as a .npy image (version 1.0, or 2.0 when the header needs it), header

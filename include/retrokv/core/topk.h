@@ -9,6 +9,7 @@
 #include <limits>
 #include <vector>
 
+#include "retrokv/core/config.h"
 #include "retrokv/core/error.h"
 
 namespace retrokv {
@@ -33,7 +34,7 @@ class TopKCollector {
   /// k >= 0. k == 0 keeps nothing (full() is true, threshold() is +inf).
   explicit TopKCollector(int k) : k_(k) {
     RETROKV_CHECK(k >= 0, "k: expected >= 0, got ", k);
-    heap_.reserve(static_cast<size_t>(k));
+    heap_.reserve(static_cast<size_t>(std::min(k, 1 << 16)));  // k may exceed any real stream
   }
 
   /// Offers (score, id). A NaN score throws retrokv::Error naming "score": NaN has no place in
@@ -76,33 +77,52 @@ class TopKCollector {
 
 /// Top-k of scores[0..n) (ids are 0..n-1 + id_offset), best first. k > n throws retrokv::Error
 /// naming k; NaN scores throw naming "scores".
+///
+/// One pass with a threshold: candidates above the current k-th best go to a buffer of 2k;
+/// when it fills, nth_element keeps the best k and raises the threshold. O(n) expected, and
+/// the common case (a score below the threshold) is one compare. Ids arrive in increasing
+/// order, so a later score that ties the threshold loses the tie and is skipped (strict '>').
 inline std::vector<ScoredId> top_k(const float* scores, int64_t n, int k, int32_t id_offset = 0) {
   RETROKV_CHECK(n >= 0, "n: expected >= 0, got ", n);
   RETROKV_CHECK(k >= 0 && k <= n, "k: expected 0 <= k <= n (", n, "), got ", k);
   RETROKV_CHECK(scores != nullptr || n == 0, "scores: null pointer for n = ", n);
-  RETROKV_CHECK(n <= int64_t{std::numeric_limits<int32_t>::max()} - id_offset + 1 || n == 0,
+  RETROKV_CHECK(n == 0 || n - 1 <= int64_t{std::numeric_limits<int32_t>::max()} - id_offset,
                 "id_offset: ids ", id_offset, " + [0, ", n, ") overflow int32");
-  for (int64_t i = 0; i < n; ++i) {
-    RETROKV_CHECK(!std::isnan(scores[i]), "scores: expected no NaN, got NaN at index ", i);
+  if (k == 0) {
+    for (int64_t i = 0; i < n; ++i) {
+      RETROKV_CHECK(!std::isnan(scores[i]), "scores: expected no NaN, got NaN at index ", i);
+    }
+    return {};
   }
-  if (k == 0) return {};
-  // Large k: one nth_element over all candidates beats n heap pushes.
-  if (static_cast<int64_t>(k) * 8 >= n) {
-    std::vector<ScoredId> all(static_cast<size_t>(n));
-    for (int64_t i = 0; i < n; ++i) all[i] = {scores[i], static_cast<int32_t>(i + id_offset)};
-    std::nth_element(all.begin(), all.begin() + (k - 1), all.end(), better);
-    all.resize(static_cast<size_t>(k));
-    std::sort(all.begin(), all.end(), better);
-    return all;
-  }
-  TopKCollector c(k);
+  const size_t cap = 2 * static_cast<size_t>(k);
+  std::vector<ScoredId> buf;
+  buf.reserve(std::min<size_t>(cap, static_cast<size_t>(n)));
+  // The first k candidates enter unconditionally (so -inf scores are kept when needed).
   int64_t i = 0;
-  for (; i < n && !c.full(); ++i) c.push(scores[i], static_cast<int32_t>(i + id_offset));
-  // Ids arrive increasing, so a later candidate tying the threshold loses the tie: strict '>'.
-  for (; i < n; ++i) {
-    if (scores[i] > c.threshold()) c.push(scores[i], static_cast<int32_t>(i + id_offset));
+  for (; i < k; ++i) {
+    RETROKV_CHECK(!std::isnan(scores[i]), "scores: expected no NaN, got NaN at index ", i);
+    buf.push_back({scores[i], static_cast<int32_t>(i + id_offset)});
   }
-  return c.sorted();
+  float threshold = -std::numeric_limits<float>::infinity();
+  for (; i < n; ++i) {
+    const float s = scores[i];
+    if (s > threshold) {
+      buf.push_back({s, static_cast<int32_t>(i + id_offset)});
+      if (buf.size() == cap) {
+        std::nth_element(buf.begin(), buf.begin() + (k - 1), buf.end(), better);
+        buf.resize(static_cast<size_t>(k));
+        threshold = buf[k - 1].score;
+      }
+    } else if (RETROKV_UNLIKELY(std::isnan(s))) {
+      RETROKV_FAIL("scores: expected no NaN, got NaN at index ", i);
+    }
+  }
+  if (buf.size() > static_cast<size_t>(k)) {
+    std::nth_element(buf.begin(), buf.begin() + (k - 1), buf.end(), better);
+    buf.resize(static_cast<size_t>(k));
+  }
+  std::sort(buf.begin(), buf.end(), better);
+  return buf;
 }
 
 /// Merges several best-first lists into the best k (dedups ids, keeping the best score).

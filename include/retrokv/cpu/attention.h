@@ -197,8 +197,7 @@ void attend_full(ConstMatrixView<float> q, ConstMatrixView<T> K, ConstMatrixView
     std::vector<float> co(static_cast<size_t>(g * d)), cl(static_cast<size_t>(g));
     detail::attend_rows<T>(q, RowSource<T>{K.data, K.ld, nullptr, begin},
                            RowSource<T>{V.data, V.ld, nullptr, begin}, end - begin, scale,
-                           MatrixView<float>(co.data(), g, d), cl.data(),
-                           detail::thread_scratch());
+                           MatrixView<float>(co.data(), g, d), cl.data(), detail::thread_scratch());
     for (int64_t h = 0; h < g; ++h) {
       std::copy(co.begin() + h * d, co.begin() + (h + 1) * d,
                 part_o.begin() + (h * n_chunks + c) * d);
@@ -224,8 +223,8 @@ void dot_scan(ConstMatrixView<float> q, ConstMatrixView<T> K, int64_t begin, int
   RETROKV_CHECK(scores != nullptr || begin == end, "scores: null pointer");
   for (int64_t h = 0; h < q.rows; ++h) {
     for (int64_t j = 0; j < q.cols; ++j) {
-      RETROKV_CHECK(std::isfinite(q(h, j)), "q: expected finite values, got ", q(h, j), " at (",
-                    h, ", ", j, ")");
+      RETROKV_CHECK(std::isfinite(q(h, j)), "q: expected finite values, got ", q(h, j), " at (", h,
+                    ", ", j, ")");
     }
   }
   const int64_t len = end - begin;

@@ -87,8 +87,8 @@ struct RowKernels {
   void (*dot_rows)(const float* q, int64_t ldq, int g, RowSource<T> rows, int n, int d, float* s,
                    int64_t lds);
   /// acc[h * ldacc + j] += sum_i w[h * ldw + i] * row(i)[j] for h < g, i < n, j < d.
-  void (*axpy_rows)(const float* w, int64_t ldw, int g, RowSource<T> rows, int n, int d,
-                    float* acc, int64_t ldacc);
+  void (*axpy_rows)(const float* w, int64_t ldw, int g, RowSource<T> rows, int n, int d, float* acc,
+                    int64_t ldacc);
 };
 
 /// Element-type independent kernels at one SIMD level.

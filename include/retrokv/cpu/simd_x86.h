@@ -81,8 +81,7 @@ struct Ops {
     const __m256 ab = _mm256_hadd_ps(a, b);
     const __m256 cd = _mm256_hadd_ps(c, d);
     const __m256 abcd = _mm256_hadd_ps(ab, cd);
-    _mm_storeu_ps(out,
-                  _mm_add_ps(_mm256_castps256_ps128(abcd), _mm256_extractf128_ps(abcd, 1)));
+    _mm_storeu_ps(out, _mm_add_ps(_mm256_castps256_ps128(abcd), _mm256_extractf128_ps(abcd, 1)));
   }
   static V exp(V x) {
     namespace c = detail::exp_consts;
@@ -100,8 +99,8 @@ struct Ops {
     y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(c::kP4));
     y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(c::kP5));
     y = _mm256_fmadd_ps(y, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.f)));
-    const __m256i e = _mm256_slli_epi32(
-        _mm256_add_epi32(_mm256_cvtps_epi32(fx), _mm256_set1_epi32(127)), 23);
+    const __m256i e =
+        _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(fx), _mm256_set1_epi32(127)), 23);
     return _mm256_and_ps(_mm256_mul_ps(y, _mm256_castsi256_ps(e)), keep);
   }
 };
@@ -118,8 +117,7 @@ struct Ops {
 
 // ---- AVX-512F ---------------------------------------------------------------------------------
 #if defined(__clang__)
-#pragma clang attribute push(__attribute__((target("avx512f,avx2,fma,f16c"))), \
-                             apply_to = function)
+#pragma clang attribute push(__attribute__((target("avx512f,avx2,fma,f16c"))), apply_to = function)
 #else
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx2,fma,f16c")
@@ -169,8 +167,8 @@ struct Ops {
     y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(c::kP4));
     y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(c::kP5));
     y = _mm512_fmadd_ps(y, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.f)));
-    const __m512i e = _mm512_slli_epi32(
-        _mm512_add_epi32(_mm512_cvtps_epi32(fx), _mm512_set1_epi32(127)), 23);
+    const __m512i e =
+        _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(fx), _mm512_set1_epi32(127)), 23);
     return _mm512_maskz_mul_ps(keep, y, _mm512_castsi512_ps(e));
   }
 };

@@ -28,8 +28,8 @@ namespace retrokv::cuda {
 struct RaggedKV {
   const void* k = nullptr;
   const void* v = nullptr;
-  DType dtype = DType::kFloat16;      // float16 or bfloat16
-  const int32_t* indptr = nullptr;    // (batch + 1), device
+  DType dtype = DType::kFloat16;    // float16 or bfloat16
+  const int32_t* indptr = nullptr;  // (batch + 1), device
   int64_t stride_token = 0;
   int64_t stride_head = 0;
 };
@@ -69,8 +69,7 @@ inline constexpr int64_t kMinClustersPerSplit = 64;
 /// max_pages / max_clusters: the longest list of the batch. n_sms: multiprocessor_count().
 inline DecodePlan plan_ragged_decode(int batch, int n_q_heads, int n_kv_heads, int head_dim,
                                      int64_t max_tokens, int n_sms) {
-  return plan_decode(batch, n_q_heads, n_kv_heads, head_dim, max_tokens, kMinTokensPerSplit,
-                     n_sms);
+  return plan_decode(batch, n_q_heads, n_kv_heads, head_dim, max_tokens, kMinTokensPerSplit, n_sms);
 }
 inline DecodePlan plan_paged_decode(int batch, int n_q_heads, int n_kv_heads, int head_dim,
                                     int64_t max_pages, int page_size, int n_sms) {
@@ -88,9 +87,8 @@ inline DecodePlan plan_estimation(int batch, int n_q_heads, int n_kv_heads, int 
 /// Exact decode attention over ragged KV. q (batch, n_q_heads, d) float; workspace: at least
 /// plan.workspace_bytes of device memory (may be nullptr when that is 0). Scale is usually
 /// 1/sqrt(d). Writes o (batch, n_q_heads, d) and natural-log lse (batch, n_q_heads).
-CudaStatus decode_attention(const float* q, const RaggedKV& kv, const DecodePlan& plan,
-                            float scale, void* workspace, float* o, float* lse,
-                            Stream stream = nullptr);
+CudaStatus decode_attention(const float* q, const RaggedKV& kv, const DecodePlan& plan, float scale,
+                            void* workspace, float* o, float* lse, Stream stream = nullptr);
 
 /// Exact decode attention over a page table (gather attention), same outputs.
 CudaStatus paged_decode_attention(const float* q, const PagedKV& kv, const DecodePlan& plan,

@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 
 #include "retrokv/core/attention_state.h"
 #include "retrokv/core/config.h"
@@ -86,6 +87,15 @@ RETROKV_HOST_DEVICE float merge_strided_element(const float* o, int64_t o_stride
   }
   *lse_out = acc_lse;
   return acc;
+}
+
+/// Order-preserving map of a float to uint32 for radix selection: a < b (as floats, -0 == +0
+/// aside) implies key(a) < key(b); -inf maps to 0x007fffff, so key 0 is below every float and
+/// serves as padding. NaN sorts above +inf (positive NaN) or below -inf (negative NaN).
+RETROKV_HOST_DEVICE uint32_t ordered_float_key(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, sizeof u);
+  return (u & 0x80000000u) != 0u ? ~u : (u | 0x80000000u);
 }
 
 }  // namespace retrokv::cuda

@@ -29,7 +29,9 @@ struct RaggedAddr {
   int64_t stride_token;
   int64_t stride_head;
 
-  RETROKV_HOST_DEVICE int64_t units(int b, int /*h*/, int /*n_kv*/) const { return indptr[b + 1] - indptr[b]; }
+  RETROKV_HOST_DEVICE int64_t units(int b, int /*h*/, int /*n_kv*/) const {
+    return indptr[b + 1] - indptr[b];
+  }
   RETROKV_HOST_DEVICE int tokens_per_unit() const { return 1; }
   RETROKV_HOST_DEVICE bool row(int b, int h, int /*n_kv*/, int64_t t, TokenRow<T>* r) const {
     const int64_t off = (indptr[b] + t) * stride_token + h * stride_head;

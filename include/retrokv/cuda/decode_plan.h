@@ -32,8 +32,8 @@ struct DecodePlan {
   int n_kv_heads = 0;
   int head_dim = 0;
   int group_per_block = kSmallGroupPerBlock;  // group_per_block(group): 4 or 8
-  int n_group_chunks = 1;    // ceil(group / group_per_block)
-  int n_splits = 1;          // thread blocks per (sequence, KV head, group chunk)
+  int n_group_chunks = 1;                     // ceil(group / group_per_block)
+  int n_splits = 1;                           // thread blocks per (sequence, KV head, group chunk)
   int64_t units_per_split = 1;
   std::size_t workspace_bytes = 0;  // partial (o, lse) per split; 0 when n_splits == 1
 };
@@ -64,12 +64,12 @@ inline DecodePlan plan_decode(int batch, int n_q_heads, int n_kv_heads, int head
   const int64_t work = static_cast<int64_t>(batch) * n_kv_heads * p.n_group_chunks;
   const int64_t target = static_cast<int64_t>(n_sms) * std::max(1, blocks_per_sm);
   const int64_t want = std::max<int64_t>(1, (target + work - 1) / work);
-  const int64_t most = std::max<int64_t>(1, (max_units + min_units_per_split - 1) / min_units_per_split);
+  const int64_t most = std::max<int64_t>(1, max_units / min_units_per_split);
   const int64_t splits = std::min(want, most);
   p.units_per_split = std::max<int64_t>(1, (max_units + splits - 1) / splits);
   // Recount so that no split is empty for the longest list.
-  p.n_splits = static_cast<int>(std::max<int64_t>(1, (max_units + p.units_per_split - 1) /
-                                                         p.units_per_split));
+  p.n_splits = static_cast<int>(
+      std::max<int64_t>(1, (max_units + p.units_per_split - 1) / p.units_per_split));
   if (p.n_splits > 1) {
     const std::size_t rows = static_cast<std::size_t>(batch) * n_q_heads * p.n_splits;
     p.workspace_bytes = rows * (static_cast<std::size_t>(head_dim) + 1) * sizeof(float);

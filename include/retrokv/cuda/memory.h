@@ -64,6 +64,9 @@ class PinnedBuffer {
   std::size_t bytes_ = 0;
 };
 
+/// Device-to-device copy of `bytes` on `stream` (cudaMemcpyAsync); the bandwidth yardstick.
+CudaStatus device_copy(void* dst, const void* src, std::size_t bytes, Stream stream = nullptr);
+
 /// Free and total bytes of the current device (cudaMemGetInfo).
 void memory_info(std::size_t* free_bytes, std::size_t* total_bytes);
 

@@ -9,12 +9,13 @@
 #include <cstdint>
 
 #include "retrokv/cuda/decode_attention.cuh"
+#include "retrokv/cuda/select.cuh"
 
 namespace retrokv::cuda::detail {
 
 inline constexpr int kScoreThreads = 128;
-inline constexpr int kScoreTile = 64;        // centroids per block of the logits kernel
-inline constexpr int kMaxScoreGroup = 64;    // query heads per KV head the kernels accept
+inline constexpr int kScoreTile = 64;      // centroids per block of the logits kernel
+inline constexpr int kMaxScoreGroup = 64;  // query heads per KV head the kernels accept
 inline constexpr int kSelectThreads = 256;
 
 /// grid (ceil(max_clusters / kScoreTile), n_lists), block kScoreThreads. Each lane group loads a
@@ -64,68 +65,6 @@ __global__ void __launch_bounds__(kScoreThreads)
       if (valid && dim0 == 0) out[g * n + c] = acc;
     }
   }
-}
-
-/// Number of set flags before this thread in the block (thread order) and the block total.
-/// All threads of the block must call it.
-__device__ __forceinline__ int block_exclusive_count(bool flag, int* s_warp, int* total) {
-  const int lane = threadIdx.x % 32;
-  const int warp = threadIdx.x / 32;
-  const unsigned ballot = __ballot_sync(0xffffffffu, flag);
-  const int in_warp = __popc(ballot & ((1u << lane) - 1u));
-  __syncthreads();  // s_warp may still be read by a previous call
-  if (lane == 0) s_warp[warp] = __popc(ballot);
-  __syncthreads();
-  int before = 0;
-  int sum = 0;
-  for (int w = 0; w < static_cast<int>(blockDim.x / 32); ++w) {
-    before += w < warp ? s_warp[w] : 0;
-    sum += s_warp[w];
-  }
-  *total = sum;
-  return before + in_warp;
-}
-
-/// Radix select over the bit patterns of non-negative floats (their order is the float order):
-/// the bits `thr` of the k-th largest score and how many scores equal to it belong to the top k
-/// (`ties`). k = 0 selects nothing. All threads of the block must call it.
-__device__ __forceinline__ void radix_select(const float* scores, int64_t n, int64_t k,
-                                             uint32_t* thr, int64_t* ties, int* s_hist,
-                                             int64_t* s_state) {
-  if (k <= 0) {
-    *thr = 0xffffffffu;  // no score is above it; equal only for one NaN pattern, with 0 ties
-    *ties = 0;
-    return;
-  }
-  uint32_t prefix = 0;
-  uint32_t mask = 0;
-  int64_t remaining = k;
-  for (int shift = 24; shift >= 0; shift -= 8) {
-    for (int i = threadIdx.x; i < 256; i += blockDim.x) s_hist[i] = 0;
-    __syncthreads();
-    for (int64_t i = threadIdx.x; i < n; i += blockDim.x) {
-      const uint32_t bits = __float_as_uint(scores[i]);
-      if ((bits & mask) == prefix) atomicAdd(&s_hist[(bits >> shift) & 255u], 1);
-    }
-    __syncthreads();
-    if (threadIdx.x == 0) {
-      int64_t above = 0;
-      int digit = 0;
-      for (digit = 255; digit > 0; --digit) {
-        if (above + s_hist[digit] >= remaining) break;
-        above += s_hist[digit];
-      }
-      s_state[0] = digit;
-      s_state[1] = remaining - above;
-    }
-    __syncthreads();
-    prefix |= static_cast<uint32_t>(s_state[0]) << shift;
-    remaining = s_state[1];
-    mask |= 255u << shift;
-    __syncthreads();
-  }
-  *thr = prefix;
-  *ties = remaining;
 }
 
 /// grid (n_lists), block kSelectThreads: softmax per query head over the list's logits, the
@@ -182,8 +121,10 @@ __global__ void __launch_bounds__(kSelectThreads)
   const int64_t k_b = min(static_cast<int64_t>(r) + e, n);
   uint32_t thr_a, thr_b;
   int64_t ties_a, ties_b;
-  radix_select(scores, n, k_a, &thr_a, &ties_a, s_hist, s_state);
-  radix_select(scores, n, k_b, &thr_b, &ties_b, s_hist, s_state);
+  // Scores are >= 0, so their bit patterns already sort like the floats.
+  auto key = [scores](int64_t i) { return __float_as_uint(scores[i]); };
+  radix_select(key, n, k_a, &thr_a, &ties_a, s_hist, s_state);
+  radix_select(key, n, k_b, &thr_b, &ties_b, s_hist, s_state);
 
   // One pass in ascending id order: ties go to the smaller ids, so zone A (top r) is a prefix of
   // zone B (top r + e) in the same order and the estimation zone is B minus A.
@@ -204,12 +145,12 @@ __global__ void __launch_bounds__(kSelectThreads)
     const bool in_b = c < n && (bits > thr_b || (eq_b && tie_b < ties_b));
     const bool in_e = in_b && !in_a;
     const int pos_a = block_exclusive_count(in_a, s_warp, &total);
-    if (in_a) retrieval_ids[static_cast<int64_t>(l) * r + out_a + pos_a] =
-        static_cast<int32_t>(begin + c);
+    if (in_a)
+      retrieval_ids[static_cast<int64_t>(l) * r + out_a + pos_a] = static_cast<int32_t>(begin + c);
     out_a += total;
     const int pos_e = block_exclusive_count(in_e, s_warp, &total);
-    if (in_e) estimation_ids[static_cast<int64_t>(l) * e + out_e + pos_e] =
-        static_cast<int32_t>(begin + c);
+    if (in_e)
+      estimation_ids[static_cast<int64_t>(l) * e + out_e + pos_e] = static_cast<int32_t>(begin + c);
     out_e += total;
   }
   for (int64_t i = out_a + threadIdx.x; i < r; i += kSelectThreads)

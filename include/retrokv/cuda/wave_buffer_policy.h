@@ -88,8 +88,9 @@ class WaveBufferPolicy {
     for (size_t i = 0; i < selected.size(); ++i) {
       RETROKV_CHECK(selected[i] >= 0, "selected: expected cluster ids >= 0, got ", selected[i],
                     " at index ", i);
-      RETROKV_CHECK(seen.insert(selected[i]).second, "selected: expected distinct cluster ids, got ",
-                    selected[i], " twice (index ", i, ")");
+      RETROKV_CHECK(seen.insert(selected[i]).second,
+                    "selected: expected distinct cluster ids, got ", selected[i], " twice (index ",
+                    i, ")");
     }
     ++step_;
     ++stats_.steps;

@@ -33,8 +33,8 @@ class FlatIndex : public TokenIndex {
     for (int64_t i = 0; i < keys.rows; ++i) {
       const float* src = keys.row(i);
       for (int64_t j = 0; j < keys.cols; ++j) {
-        RETROKV_CHECK(std::isfinite(src[j]), "keys: expected finite values, got ", src[j],
-                      " at (", i, ", ", j, ")");
+        RETROKV_CHECK(std::isfinite(src[j]), "keys: expected finite values, got ", src[j], " at (",
+                      i, ", ", j, ")");
       }
       std::copy(src, src + keys.cols, keys_.row(i));
     }

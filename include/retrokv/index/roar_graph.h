@@ -45,6 +45,11 @@ struct RoarGraphParams {
   /// Entry points every search starts from: the key best aligned with the mean training query,
   /// plus the pivots of evenly spaced training queries. Default 4. Stored.
   int n_entry_points = 4;
+  /// Occlusion rule of the pruning steps: squared L2 between keys (true) or raw inner product
+  /// (false). Keys of real heads and of the synthetic OOD set have very unequal norms, and with
+  /// raw inner product a large-norm neighbour occludes almost every candidate (mean out-degree
+  /// ~3.5 and recall@100 0.86 at ef 200 vs ~0.99 with L2 on the CI set). Default true. Stored.
+  bool occlusion_l2 = true;
   /// Seed of the random training-query subset. Default 0. Stored.
   uint64_t seed = 0;
   /// Use at most this many training queries (0: all). The kNN step costs O(m n d). Default 0.
@@ -143,6 +148,12 @@ class RoarGraphIndex : public TokenIndex {
 
   int threads() const { return params_.threads > 0 ? params_.threads : omp_get_max_threads(); }
   int max_degree() const { return 2 * params_.M; }
+  std::vector<float> sq_norms() const {
+    std::vector<float> out(static_cast<size_t>(size()));
+    for (int64_t i = 0; i < size(); ++i)
+      out[i] = detail::roar_dot(keys_.row(i), keys_.row(i), keys_.cols());
+    return out;
+  }
   void to_csr(const Lists& lists);
   Lists to_lists() const;
   /// Searches `lists` for the key (row v of keys_) from the entry points.
@@ -240,6 +251,8 @@ inline RoarGraphIndex RoarGraphIndex::build(ConstMatrixView<float> keys,
   const float* kd = idx.keys_.data();
   const int threads = idx.threads();
   const int M = params.M;
+  const std::vector<float> norms = idx.sq_norms();
+  const float* nrm = params.occlusion_l2 ? norms.data() : nullptr;
 
   // 1. Exact top-k_train keys of every (selected) training query.
   const std::vector<int64_t> rows = detail::roar_train_rows(train_queries.rows, params);
@@ -299,7 +312,7 @@ inline RoarGraphIndex RoarGraphIndex::build(ConstMatrixView<float> keys,
       std::vector<int32_t> cand;
       for (int r = 1; r < k_train; ++r)
         for (int64_t s = start[p]; s < start[p + 1]; ++s) cand.push_back(knn.row_ids(by_pivot[s])[r]);
-      lists[p] = detail::occlusion_prune(kd, d, static_cast<int32_t>(p), cand, M);
+      lists[p] = detail::occlusion_prune(kd, d, static_cast<int32_t>(p), cand, M, {}, nrm);
     }
     // Reverse edges within the bound M, sources in id order.
     std::vector<std::vector<int32_t>> rev(static_cast<size_t>(n));
@@ -337,9 +350,9 @@ inline RoarGraphIndex RoarGraphIndex::build(ConstMatrixView<float> keys,
         };
         const std::vector<ScoredId> res = detail::beam_search(
             kd, n, d, kd + v * d, 1, idx.entry_points_.data(),
-            static_cast<int>(idx.entry_points_.size()), params.L, nb, &scanned);
+            static_cast<int>(idx.entry_points_.size()), params.L, nb, &scanned, nrm);
         extra[v] = detail::occlusion_prune(kd, d, static_cast<int32_t>(v), ids_of(res), M,
-                                           lists[v]);
+                                           lists[v], nrm);
       }
       if (params.show_progress) bar.advance(std::min(n, (c + 1) * grain) - c * grain);
     }
@@ -540,6 +553,8 @@ inline void RoarGraphIndex::insert(ConstMatrixView<float> new_keys) {
   lists.resize(static_cast<size_t>(n));
   const float* kd = keys_.data();
   const int M = params_.M, max_deg = max_degree(), threads = this->threads();
+  const std::vector<float> norms = sq_norms();
+  const float* nrm = params_.occlusion_l2 ? norms.data() : nullptr;
 
   // Sub-batches: new keys search the graph as it was before their sub-batch (frozen, so the
   // parallel searches are deterministic) and score their sub-batch mates exactly.
@@ -556,12 +571,15 @@ inline void RoarGraphIndex::insert(ConstMatrixView<float> new_keys) {
       };
       std::vector<ScoredId> pool = detail::beam_search(
           kd, s0, d, qv, 1, entry_points_.data(), static_cast<int>(entry_points_.size()),
-          params_.L, nb, &scanned);
+          params_.L, nb, &scanned, nrm);
       for (int64_t u = s0; u < s1; ++u) {
-        if (u != v) pool.push_back({detail::roar_dot(qv, kd + u * d, d), static_cast<int32_t>(u)});
+        if (u == v) continue;
+        const float s = detail::roar_dot(qv, kd + u * d, d);
+        pool.push_back({nrm ? 2.f * s - nrm[u] : s, static_cast<int32_t>(u)});
       }
       std::sort(pool.begin(), pool.end(), better);
-      out[v - s0] = detail::occlusion_prune(kd, d, static_cast<int32_t>(v), ids_of(pool), M);
+      out[v - s0] =
+          detail::occlusion_prune(kd, d, static_cast<int32_t>(v), ids_of(pool), M, {}, nrm);
     }
     for (int64_t v = s0; v < s1; ++v) lists[v] = out[v - s0];
     for (int64_t v = s0; v < s1; ++v) {
@@ -589,6 +607,7 @@ inline BinaryWriter RoarGraphIndex::serialize() const {
   w.write<uint64_t>(params_.seed);
   w.write<int64_t>(params_.max_train_queries);
   w.write<uint8_t>(params_.random_subsample ? 1 : 0);
+  w.write<uint8_t>(params_.occlusion_l2 ? 1 : 0);
   w.write<int64_t>(stats_.train_queries_used);
   w.write_vector(entry_points_);
   w.write_array(keys_.data(), static_cast<size_t>(size() * dim()));
@@ -612,6 +631,7 @@ inline RoarGraphIndex RoarGraphIndex::deserialize(BinaryReader& r) {
   p.seed = r.read<uint64_t>();
   p.max_train_queries = r.read<int64_t>();
   p.random_subsample = r.read<bool>();
+  p.occlusion_l2 = r.read<bool>();
   idx.stats_.train_queries_used = r.read<int64_t>();
   r.check(p.k_train >= 1 && p.M >= 1 && p.M <= 4096 && p.L >= 1 && p.ef >= 1 &&
               p.n_entry_points >= 1 && p.max_train_queries >= 0,

@@ -14,20 +14,54 @@
 
 namespace retrokv::detail {
 
-/// q.k over d floats. Sixteen independent partial sums vectorise under any -march and keep
-/// the summation order fixed, so the same pair always gives the same float.
-inline float roar_dot(const float* RETROKV_RESTRICT a, const float* RETROKV_RESTRICT b,
-                      int64_t d) {
-  float acc[16] = {};
-  int64_t j = 0;
-  for (; j + 16 <= d; j += 16) {
-    for (int l = 0; l < 16; ++l) acc[l] += a[j + l] * b[j + l];
-  }
-  for (int l = 0; j < d; ++j, ++l) acc[l] += a[j] * b[j];
-  for (int w = 8; w >= 1; w /= 2) {
-    for (int l = 0; l < w; ++l) acc[l] += acc[l + w];
-  }
+// q.k over d floats. Sixteen independent partial sums and a fixed reduction tree: the same
+// arithmetic (no FMA contraction under ISO C++ mode) whatever vector width the compiler maps the
+// lanes to, so the AVX-512, AVX2 and baseline clones return bit-identical results and a saved
+// graph does not depend on the machine that built it. Chosen once at run time.
+#define RETROKV_ROAR_DOT_BODY                                                   \
+  float acc[16] = {};                                                           \
+  int64_t j = 0;                                                                \
+  for (; j + 16 <= d; j += 16) {                                                \
+    for (int l = 0; l < 16; ++l) acc[l] += a[j + l] * b[j + l];                 \
+  }                                                                             \
+  for (int l = 0; j < d; ++j, ++l) acc[l] += a[j] * b[j];                       \
+  for (int w = 8; w >= 1; w /= 2) {                                             \
+    for (int l = 0; l < w; ++l) acc[l] += acc[l + w];                           \
+  }                                                                             \
   return acc[0];
+
+inline float roar_dot_base(const float* RETROKV_RESTRICT a, const float* RETROKV_RESTRICT b,
+                           int64_t d) {
+  RETROKV_ROAR_DOT_BODY
+}
+#if defined(__x86_64__) && defined(__GNUC__)
+__attribute__((target("avx2"))) inline float roar_dot_avx2(const float* RETROKV_RESTRICT a,
+                                                           const float* RETROKV_RESTRICT b,
+                                                           int64_t d) {
+  RETROKV_ROAR_DOT_BODY
+}
+__attribute__((target("avx512f"))) inline float roar_dot_avx512(const float* RETROKV_RESTRICT a,
+                                                               const float* RETROKV_RESTRICT b,
+                                                               int64_t d) {
+  RETROKV_ROAR_DOT_BODY
+}
+#endif
+#undef RETROKV_ROAR_DOT_BODY
+
+using RoarDotFn = float (*)(const float*, const float*, int64_t);
+
+inline RoarDotFn pick_roar_dot() {
+#if defined(__x86_64__) && defined(__GNUC__)
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f")) return &roar_dot_avx512;
+  if (__builtin_cpu_supports("avx2")) return &roar_dot_avx2;
+#endif
+  return &roar_dot_base;
+}
+
+inline float roar_dot(const float* a, const float* b, int64_t d) {
+  static const RoarDotFn fn = pick_roar_dot();
+  return fn(a, b, d);
 }
 
 /// The score of key `k` for a group of g queries (g, d) stored contiguously: max over heads.
@@ -79,18 +113,23 @@ struct WorstOnTop {
 /// keys: (n, d) contiguous; queries: (g, d) contiguous, group score = max over heads;
 /// neighbours(v) returns a pair (const int32_t* ids, int count). Seeds outside [0, n) must be
 /// filtered by the caller. Returns up to ef candidates best first (ties by smaller id), and adds
-/// the number of keys scored to *scanned. Deterministic for the same inputs.
+/// the number of keys scored to *scanned. Deterministic for the same inputs. With sq_norms (the
+/// keys' squared norms) the score is 2 q.k - |k|^2, i.e. the search is for the nearest keys in
+/// L2 (used by the build's key-to-key searches).
 template <typename Neighbours>
 std::vector<ScoredId> beam_search(const float* keys, int64_t n, int64_t d, const float* queries,
                                   int g, const int32_t* seeds, int n_seeds, int ef,
-                                  Neighbours&& neighbours, int64_t* scanned) {
+                                  Neighbours&& neighbours, int64_t* scanned,
+                                  const float* sq_norms = nullptr) {
   VisitedTags& visited = thread_visited();
   visited.start(n);
   std::priority_queue<ScoredId, std::vector<ScoredId>, BestOnTop> frontier;
   std::priority_queue<ScoredId, std::vector<ScoredId>, WorstOnTop> results;
   int64_t count = 0;
   auto offer = [&](int32_t v) {
-    const ScoredId c{roar_group_score(queries, g, keys + v * d, d), v};
+    float score = roar_group_score(queries, g, keys + v * d, d);
+    if (sq_norms) score = 2.f * score - sq_norms[v];
+    const ScoredId c{score, v};
     ++count;
     if (static_cast<int>(results.size()) < ef || better(c, results.top())) {
       frontier.push(c);
@@ -120,13 +159,16 @@ std::vector<ScoredId> beam_search(const float* keys, int64_t n, int64_t d, const
   return out;
 }
 
-/// Occlusion (RNG) pruning with inner product as similarity: walks `candidates` in the given
-/// order and keeps c unless an already kept r "occludes" it, i.e. r.c > base.c (c is closer to a
-/// kept neighbour than to the base). Skips `base` itself, duplicates and ids in `exclude`; stops
-/// at `max_keep`. keys: (n, d) contiguous.
+/// Occlusion (RNG) pruning: walks `candidates` in the given order and keeps c unless an already
+/// kept r "occludes" it (c is closer to r than to the base). With `sq_norms` == nullptr closeness
+/// is inner product (occluded iff r.c > base.c); otherwise squared L2 from the keys' squared
+/// norms (occluded iff |r - c|^2 < |base - c|^2), which stays meaningful when key norms vary a
+/// lot (with raw inner product a large-norm neighbour occludes nearly everything). Skips `base`,
+/// duplicates and ids in `exclude`; stops at `max_keep`. keys: (n, d) contiguous.
 inline std::vector<int32_t> occlusion_prune(const float* keys, int64_t d, int32_t base,
                                             const std::vector<int32_t>& candidates, int max_keep,
-                                            const std::vector<int32_t>& exclude = {}) {
+                                            const std::vector<int32_t>& exclude = {},
+                                            const float* sq_norms = nullptr) {
   std::vector<int32_t> kept;
   kept.reserve(static_cast<size_t>(max_keep));
   const float* bk = keys + int64_t{base} * d;
@@ -136,10 +178,13 @@ inline std::vector<int32_t> occlusion_prune(const float* keys, int64_t d, int32_
     if (std::find(kept.begin(), kept.end(), c) != kept.end()) continue;
     if (std::find(exclude.begin(), exclude.end(), c) != exclude.end()) continue;
     const float* ck = keys + int64_t{c} * d;
-    const float s_base = roar_dot(bk, ck, d);
+    // Both rules compare "closeness to c" of r and base; for L2 the |c|^2 term cancels.
+    const float s_base = sq_norms ? 2.f * roar_dot(bk, ck, d) - sq_norms[base] : roar_dot(bk, ck, d);
     bool occluded = false;
     for (int32_t r : kept) {
-      if (roar_dot(keys + int64_t{r} * d, ck, d) > s_base) {
+      const float s_r = sq_norms ? 2.f * roar_dot(keys + int64_t{r} * d, ck, d) - sq_norms[r]
+                                 : roar_dot(keys + int64_t{r} * d, ck, d);
+      if (s_r > s_base) {
         occluded = true;
         break;
       }

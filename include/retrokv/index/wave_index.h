@@ -16,6 +16,7 @@
 #include "retrokv/core/checksum.h"
 #include "retrokv/core/error.h"
 #include "retrokv/core/view.h"
+#include "retrokv/cpu/attention.h"
 #include "retrokv/cpu/kmeans.h"
 #include "retrokv/index/token_index.h"
 #include "retrokv/index/wave_attention.h"
@@ -131,9 +132,8 @@ class WaveIndex : public TokenIndex {
     RETROKV_CHECK(std::isfinite(scale) && scale > 0.f, "scale: expected finite > 0, got ", scale);
     const WaveBudget& b = budget ? *budget : params_.budget;
     check_budget(b);
-    std::vector<float> steady_lse;
-    if (b.tolerance > 0.0) steady_lse = steady_group_lse(q, scale);
-    return select_from_logits(score_centroids(q, scale), static_cast<int>(q.rows), b, steady_lse);
+    return select_from_logits(score_centroids(q, scale), static_cast<int>(q.rows), b,
+                              steady_group_lse(q, scale));
   }
 
   /// Tripartite attention of a GQA group q (g, d): o (g, d) normalised outputs, lse[g] natural-log
@@ -150,32 +150,37 @@ class WaveIndex : public TokenIndex {
     const WaveBudget& b = budget ? *budget : params_.budget;
     check_budget(b);
     const int g = static_cast<int>(q.rows);
-    std::vector<float> qc(static_cast<size_t>(g) * d_);
-    for (int h = 0; h < g; ++h) std::copy(q.row(h), q.row(h) + d_, qc.data() + h * d_);
-
-    // Exact part: steady zone, then the retrieval clusters, folded into one running softmax.
-    detail::GroupSoftmaxAccumulator exact(qc.data(), g, d_, scale);
-    exact.add({steady_keys_.data(), steady_values_.data(),
-               static_cast<int64_t>(steady_ids_.size())});
-    // The steady zone's exact LSE feeds the adaptive budget and the remaining-mass statistic.
-    std::vector<float> steady_lse(g), tmp(d_);
-    for (int h = 0; h < g; ++h) steady_lse[h] = exact.finish(h, tmp.data());
+    // states: (3, g, d) = steady, retrieval (exact), estimation; lses: (3, g), natural-log.
+    std::vector<float> states(static_cast<size_t>(3) * g * d_);
+    std::vector<float> lses(static_cast<size_t>(3) * g);
+    auto state = [&](int z) { return MatrixView<float>(states.data() + z * g * d_, g, d_); };
+    // The steady zone's exact LSE also feeds the adaptive budget and the remaining-mass figure.
+    cpu::attend_range<float>(q, steady_keys(), steady_values(), 0,
+                             static_cast<int64_t>(steady_ids_.size()), scale, state(0),
+                             lses.data());
+    const std::vector<float> steady_lse(lses.begin(), lses.begin() + g);
     const std::vector<float> logits = score_centroids(q, scale);
     const WaveSelection sel = select_from_logits(logits, g, b, steady_lse);
-    for (int32_t c : sel.retrieval) {
-      const int64_t p = cluster_offsets_[c];
-      exact.add({keys_.data() + p * d_, values_.data() + p * d_, cluster_offsets_[c + 1] - p});
-    }
-    std::vector<float> states(static_cast<size_t>(2) * d_);
-    float lses[2];
+    // Retrieval zone: whole clusters, each a contiguous run of rows of the reordered copy.
+    std::vector<int32_t> rows;
+    rows.reserve(static_cast<size_t>(sel.retrieval_tokens));
+    for (int32_t c : sel.retrieval)
+      for (int64_t p = cluster_offsets_[c]; p < cluster_offsets_[c + 1]; ++p)
+        rows.push_back(static_cast<int32_t>(p));
+    cpu::attend_ids<float>(q, reordered_keys(), reordered_values(), rows.data(),
+                           static_cast<int64_t>(rows.size()), scale, state(1), lses.data() + g);
     const int64_t n_c = n_clusters();
+    detail::estimate_zone(logits.data(), n_c, g, cluster_offsets_.data(), value_sums_.data(),
+                          sel.estimation.data(), static_cast<int64_t>(sel.estimation.size()), d_,
+                          state(2).data, lses.data() + 2 * g);
+    std::vector<float> merged_o(static_cast<size_t>(3) * d_);
     for (int h = 0; h < g; ++h) {
-      lses[0] = exact.finish(h, states.data());
-      lses[1] = detail::estimate_zone(logits.data() + h * n_c, cluster_offsets_.data(),
-                                      value_sums_.data(), sel.estimation.data(),
-                                      static_cast<int64_t>(sel.estimation.size()), d_,
-                                      states.data() + d_);
-      lse[h] = merge_states_n(states.data(), lses, 2, d_, o.row(h));
+      float l[3];
+      for (int z = 0; z < 3; ++z) {
+        std::copy(state(z).row(h), state(z).row(h) + d_, merged_o.data() + z * d_);
+        l[z] = lses[z * g + h];
+      }
+      lse[h] = merge_states_n(merged_o.data(), l, 3, d_, o.row(h));
     }
     if (stats) {
       stats->n_clusters = n_c;
@@ -498,47 +503,59 @@ class WaveIndex : public TokenIndex {
     if (n_c == 0) return out;
     using RowMajorF = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
     Eigen::Map<const RowMajorF> c(centroids_.data(), n_c, d_);
-    for (int64_t h = 0; h < g; ++h) {
-      Eigen::Map<Eigen::VectorXf> o(out.data() + h * n_c, n_c);
-      o.noalias() = c * Eigen::Map<const Eigen::VectorXf>(q.row(h), d_);
-      o *= scale;
-    }
+    Eigen::Map<const RowMajorF, 0, Eigen::OuterStride<>> qm(q.data, g, d_,
+                                                           Eigen::OuterStride<>(q.ld));
+    // One GEMM (C, d) x (d, g): the centroids are streamed once for the whole group. Its
+    // column-major (C, g) result is the row-major (g, C) layout the rest expects.
+    Eigen::Map<Eigen::MatrixXf> o(out.data(), n_c, g);
+    o.noalias() = c * qm.transpose();
+    o *= scale;
     return out;
   }
 
   // Exact steady-zone natural-log LSE per head (used by the adaptive budget's total).
   std::vector<float> steady_group_lse(ConstMatrixView<float> q, float scale) const {
-    const int g = static_cast<int>(q.rows);
-    std::vector<float> qc(static_cast<size_t>(g) * d_), tmp(d_), out(g);
-    for (int h = 0; h < g; ++h) std::copy(q.row(h), q.row(h) + d_, qc.data() + h * d_);
-    detail::GroupSoftmaxAccumulator acc(qc.data(), g, d_, scale);
-    acc.add({steady_keys_.data(), steady_values_.data(), static_cast<int64_t>(steady_ids_.size())});
-    for (int h = 0; h < g; ++h) out[h] = acc.finish(h, tmp.data());
+    std::vector<float> o(static_cast<size_t>(q.rows) * d_), out(q.rows);
+    cpu::attend_range<float>(q, steady_keys(), steady_values(), 0,
+                             static_cast<int64_t>(steady_ids_.size()), scale,
+                             MatrixView<float>(o.data(), q.rows, d_), out.data());
     return out;
   }
 
   int64_t cluster_size(int32_t c) const { return cluster_offsets_[c + 1] - cluster_offsets_[c]; }
 
-  // Ranks clusters by Σ_h softmax_h(logits) and cuts the zones. steady_lse is needed (size g)
-  // only when b.tolerance > 0.
+  // Ranks clusters by Σ_h softmax_h(logits) and cuts the zones. steady_lse (natural-log, one per
+  // head) feeds the adaptive budget and the remaining-mass figure; empty: no such figure.
   WaveSelection select_from_logits(const std::vector<float>& logits, int g, const WaveBudget& b,
                                    const std::vector<float>& steady_lse) const {
     WaveSelection sel;
     const int64_t n_c = n_clusters();
     if (n_c == 0) return sel;
+    // One exp per (head, cluster): e = exp(l - max_h l) gives the softmax score and, times the
+    // cluster size, the centroid estimate of the cluster's attention mass (relative to max_h).
+    std::vector<float> e(static_cast<size_t>(g * n_c));
+    std::vector<double> cluster_mass(g), steady_mass(g);
     std::vector<float> score(n_c, 0.f);
     for (int h = 0; h < g; ++h) {
       const float* l = logits.data() + h * n_c;
+      float* eh = e.data() + h * n_c;
       const float m = *std::max_element(l, l + n_c);
-      double z = 0.0;
-      for (int64_t c = 0; c < n_c; ++c) z += std::exp(static_cast<double>(l[c] - m));
+      double z = 0.0, mass = 0.0;
+      for (int64_t c = 0; c < n_c; ++c) {
+        eh[c] = std::exp(l[c] - m);
+        z += eh[c];
+        mass += static_cast<double>(eh[c]) * cluster_size(c);
+      }
       const float inv = static_cast<float>(1.0 / z);
-      for (int64_t c = 0; c < n_c; ++c) score[c] += std::exp(l[c] - m) * inv;
+      for (int64_t c = 0; c < n_c; ++c) score[c] += eh[c] * inv;
+      cluster_mass[h] = mass;
+      // exp of a huge gap is +inf in double: the clusters' share is then 0, never NaN.
+      steady_mass[h] = steady_lse.empty() ? 0.0 : std::exp(static_cast<double>(steady_lse[h]) - m);
     }
     std::vector<int32_t> rank(n_c);
     std::iota(rank.begin(), rank.end(), 0);
-    auto better = [&](int32_t a, int32_t c) {
-      return score[a] > score[c] || (score[a] == score[c] && a < c);
+    auto better = [&](int32_t x, int32_t y) {
+      return score[x] > score[y] || (score[x] == score[y] && x < y);
     };
     // How many ranked clusters we need; the order beyond that is never looked at.
     int64_t need = n_c;
@@ -553,88 +570,58 @@ class WaveIndex : public TokenIndex {
     std::sort(rank.begin(), rank.end(), better);
 
     int64_t r = 0;
+    const int64_t n_r = static_cast<int64_t>(rank.size());
     if (b.tolerance > 0.0) {
-      r = adaptive_count(logits, g, b.tolerance, steady_lse, rank, &sel.estimated_remaining_mass);
+      // Smallest prefix r of the ranking such that, for every head, the estimated mass of the
+      // clusters rank[r..] is below tolerance of the estimated total (steady zone included).
+      std::vector<double> suffix(static_cast<size_t>(g) * (n_r + 1), 0.0);
+      for (int h = 0; h < g; ++h) {
+        double* sh = suffix.data() + h * (n_r + 1);
+        const float* eh = e.data() + h * n_c;
+        for (int64_t j = n_r - 1; j >= 0; --j)
+          sh[j] = sh[j + 1] + static_cast<double>(eh[rank[j]]) * cluster_size(rank[j]);
+      }
+      for (;; ++r) {
+        double worst = 0.0;
+        for (int h = 0; h < g; ++h)
+          worst = std::max(worst, suffix[h * (n_r + 1) + r] / (cluster_mass[h] + steady_mass[h]));
+        if (worst < b.tolerance || r == n_r) break;
+      }
     } else if (b.retrieval_tokens > 0) {
       int64_t tok = 0;
-      while (r < static_cast<int64_t>(rank.size()) && tok < b.retrieval_tokens)
-        tok += cluster_size(rank[r++]);
+      while (r < n_r && tok < b.retrieval_tokens) tok += cluster_size(rank[r++]);
     } else {
-      r = std::min<int64_t>(frac_count(b.retrieval_frac, n_c), rank.size());
+      r = std::min<int64_t>(frac_count(b.retrieval_frac, n_c), n_r);
     }
-    int64_t e = 0;
-    const int64_t left = static_cast<int64_t>(rank.size()) - r;
+    int64_t n_e = 0;
+    const int64_t left = n_r - r;
     if (b.estimation_tokens > 0) {
       int64_t tok = 0;
-      while (e < left && tok < b.estimation_tokens) tok += cluster_size(rank[r + e++]);
+      while (n_e < left && tok < b.estimation_tokens) tok += cluster_size(rank[r + n_e++]);
     } else {
-      e = std::min(left, frac_count(b.estimation_frac, n_c));
+      n_e = std::min(left, frac_count(b.estimation_frac, n_c));
     }
     sel.retrieval.assign(rank.begin(), rank.begin() + r);
-    sel.estimation.assign(rank.begin() + r, rank.begin() + r + e);
+    sel.estimation.assign(rank.begin() + r, rank.begin() + r + n_e);
     for (int32_t c : sel.retrieval) sel.retrieval_tokens += cluster_size(c);
     for (int32_t c : sel.estimation) sel.estimation_tokens += cluster_size(c);
-    if (b.tolerance <= 0.0 && !steady_lse.empty())
-      sel.estimated_remaining_mass = remaining_mass(logits, g, steady_lse, sel.retrieval);
+    if (!steady_lse.empty()) {
+      double worst = 0.0;
+      for (int h = 0; h < g; ++h) {
+        double got = 0.0;
+        for (int32_t c : sel.retrieval)
+          got += static_cast<double>(e[h * n_c + c]) * cluster_size(c);
+        worst = std::max(worst, std::max(0.0, cluster_mass[h] - got) /
+                                    (cluster_mass[h] + steady_mass[h]));
+      }
+      sel.estimated_remaining_mass = worst;
+    }
     return sel;
   }
 
   static int64_t frac_count(double frac, int64_t n) {
-    return std::min<int64_t>(n, static_cast<int64_t>(std::ceil(frac * static_cast<double>(n) - 1e-9)));
-  }
-
-  // Per head h: e_hc = s_c exp(l_hc - M_h) (centroid estimate of cluster c's mass), steady mass
-  // exp(steady_lse_h - M_h). Returns the smallest prefix r of `rank` such that, for every head,
-  // the estimated mass of rank[r..] is below tol of the total; *achieved = that share (max over
-  // heads).
-  int64_t adaptive_count(const std::vector<float>& logits, int g, double tol,
-                         const std::vector<float>& steady_lse, const std::vector<int32_t>& rank,
-                         double* achieved) const {
-    const int64_t n_c = n_clusters();
-    const int64_t n_r = static_cast<int64_t>(rank.size());
-    // suffix[h][r] = Σ_{j >= r} e_h,rank[j]; need the smallest r with max_h suffix/total < tol.
-    std::vector<double> suffix(static_cast<size_t>(g) * (n_r + 1), 0.0), total(g);
-    for (int h = 0; h < g; ++h) {
-      const float* l = logits.data() + h * n_c;
-      double m = steady_lse[h];
-      for (int64_t c = 0; c < n_c; ++c)
-        m = std::max(m, static_cast<double>(l[c]) + std::log(static_cast<double>(cluster_size(c))));
-      double* s = suffix.data() + h * (n_r + 1);
-      for (int64_t j = n_r - 1; j >= 0; --j)
-        s[j] = s[j + 1] + cluster_size(rank[j]) * std::exp(static_cast<double>(l[rank[j]]) - m);
-      total[h] = s[0] + std::exp(static_cast<double>(steady_lse[h]) - m);
-    }
-    int64_t r = 0;
-    for (; r <= n_r; ++r) {
-      double worst = 0.0;
-      for (int h = 0; h < g; ++h) worst = std::max(worst, suffix[h * (n_r + 1) + r] / total[h]);
-      if (worst < tol || r == n_r) {
-        *achieved = worst;
-        break;
-      }
-    }
-    return r;
-  }
-
-  // max over heads of (estimated mass of clusters outside sel.retrieval) / (estimated total).
-  double remaining_mass(const std::vector<float>& logits, int g,
-                        const std::vector<float>& steady_lse,
-                        const std::vector<int32_t>& retrieval) const {
-    const int64_t n_c = n_clusters();
-    double worst = 0.0;
-    for (int h = 0; h < g; ++h) {
-      const float* l = logits.data() + h * n_c;
-      double m = steady_lse[h];
-      for (int64_t c = 0; c < n_c; ++c)
-        m = std::max(m, static_cast<double>(l[c]) + std::log(static_cast<double>(cluster_size(c))));
-      double all = 0.0, got = 0.0;
-      for (int64_t c = 0; c < n_c; ++c)
-        all += cluster_size(c) * std::exp(static_cast<double>(l[c]) - m);
-      for (int32_t c : retrieval) got += cluster_size(c) * std::exp(static_cast<double>(l[c]) - m);
-      const double total = all + std::exp(static_cast<double>(steady_lse[h]) - m);
-      worst = std::max(worst, std::max(0.0, all - got) / total);
-    }
-    return worst;
+    return std::min<int64_t>(
+        n, static_cast<int64_t>(std::ceil(frac * static_cast<double>(n) - 1e-9)));
   }
 
   WaveParams params_;

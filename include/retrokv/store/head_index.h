@@ -1,0 +1,161 @@
+// The index of one (sequence, layer, KV head) inside a KVVectorStore (issue 7 "API"; DESIGN.md
+// section 3): building it after prefill, updating it during decode, and selecting the tokens a
+// GQA group reads exactly. Token ids are the sequence's positions; the index covers positions
+// [n_sink, indexed_end) (the "indexed part"), everything else is the exact steady zone.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <memory>
+#include <numeric>
+#include <vector>
+
+#include "retrokv/core/topk.h"
+#include "retrokv/core/view.h"
+#include "retrokv/cpu/attention.h"
+#include "retrokv/index/quest_index.h"
+#include "retrokv/index/roar_graph.h"
+#include "retrokv/index/wave_index.h"
+#include "retrokv/store/kv_rows.h"
+#include "retrokv/store/store_config.h"
+
+namespace retrokv::detail {
+
+/// Per-head index state. Non-wave policies index positions [n_sink, indexed_end) (index id i is
+/// position n_sink + i); the wave index holds every position and its own steady zone.
+struct HeadIndex {
+  int64_t indexed_end = 0;
+  std::unique_ptr<RoarGraphIndex> roar;
+  std::vector<float> quest_keys;  // (indexed, d) float copy the QuestIndex views
+  std::unique_ptr<QuestIndex> quest;
+  std::unique_ptr<WaveIndex> wave;
+};
+
+/// Host bytes an index over n_indexed positions (wave: n_tokens positions) may hold: an upper
+/// bound used for the memory budget, so a build never exceeds what was reserved for it.
+inline int64_t index_bytes_estimate(Policy p, const PolicyParams& pp, int64_t n, int d) {
+  if (n <= 0) return 0;
+  switch (p) {
+    case Policy::kFull:
+    case Policy::kFlatTopK:
+      return 0;  // flat scans the store's own KV
+    case Policy::kQuest:
+      return n * d * 4 + ((n + pp.quest_page_size - 1) / pp.quest_page_size) * 2 * d * 4;
+    case Policy::kRoarGraph:  // key copy, CSR offsets, <= 2M edges per key, entry points
+      return n * (int64_t{4} * d + 8 + int64_t{8} * pp.roar.M) + 8 + 4 * pp.roar.n_entry_points;
+    case Policy::kWave: {  // KV copy, ids, per cluster centroid + value sum + offset
+      const int64_t clusters = n / std::max(1, pp.wave.tokens_per_cluster) + 1;
+      return n * (int64_t{8} * d + 8) + clusters * (int64_t{8} * d + 8) + 8 * int64_t{d};
+    }
+  }
+  return 0;
+}
+
+/// WaveParams of the store's wave policy: the store's steady zone and retrieval budget.
+inline WaveParams store_wave_params(const PolicyParams& pp) {
+  WaveParams w = pp.wave;
+  w.n_sink = pp.n_sink;
+  w.n_local = pp.n_local;
+  w.update_interval = pp.update_interval;
+  w.budget.retrieval_tokens = pp.budget_tokens;
+  w.budget.retrieval_frac = pp.budget_fraction;
+  return w;
+}
+
+inline Matrix<float> rows_to_float(const KVRows& rows, int64_t begin, int64_t end) {
+  Matrix<float> out(std::max<int64_t>(0, end - begin), rows.dim());
+  if (end > begin) rows.to_float(begin, end, out.data());
+  return out;
+}
+
+/// Builds a non-wave index over positions [n_sink, end) of K; train_q (m, d) are RoarGraph's
+/// training queries (empty: the keys stand in). Commits only when everything succeeded.
+inline void build_head_index(HeadIndex& hi, Policy policy, const PolicyParams& pp, int threads,
+                             const KVRows& K, int64_t n_sink, int64_t end,
+                             ConstMatrixView<float> train_q) {
+  if (end <= n_sink) return;
+  if (policy == Policy::kFlatTopK) {
+    hi.indexed_end = end;
+  } else if (policy == Policy::kQuest) {
+    Matrix<float> keys = rows_to_float(K, n_sink, end);
+    std::vector<float> copy(keys.data(), keys.data() + keys.rows() * keys.cols());
+    auto q = std::make_unique<QuestIndex>(ConstMatrixView<float>(copy.data(), keys.rows(), keys.cols()),
+                                          QuestParams{pp.quest_page_size});
+    hi.quest_keys.swap(copy);  // the vector's buffer moves with it, so the view stays valid
+    hi.quest = std::move(q);
+    hi.indexed_end = end;
+  } else if (policy == Policy::kRoarGraph) {
+    Matrix<float> keys = rows_to_float(K, n_sink, end);
+    RoarGraphParams rp = pp.roar;
+    rp.threads = threads;
+    auto idx = std::make_unique<RoarGraphIndex>(
+        RoarGraphIndex::build(keys.view(), train_q.rows > 0 ? train_q : keys.view(), rp));
+    hi.roar = std::move(idx);
+    hi.indexed_end = end;
+  }
+}
+
+/// Extends a non-wave index to positions [n_sink, new_end) (decode-time update). RoarGraph
+/// inserts the new keys; quest rebuilds its page bounds; flat only moves the boundary.
+inline void update_head_index(HeadIndex& hi, Policy policy, const PolicyParams& pp, int threads,
+                              const KVRows& K, int64_t n_sink, int64_t new_end) {
+  const int64_t old_end = std::max(hi.indexed_end, n_sink);
+  if (new_end <= old_end) return;
+  if (policy == Policy::kRoarGraph && hi.roar && hi.roar->size() > 0) {
+    Matrix<float> fresh = rows_to_float(K, old_end, new_end);
+    hi.roar->insert(fresh.view());
+    hi.indexed_end = new_end;
+    return;
+  }
+  HeadIndex next;
+  build_head_index(next, policy, pp, threads, K, n_sink, new_end, ConstMatrixView<float>());
+  if (policy == Policy::kRoarGraph) hi.roar = std::move(next.roar);
+  if (policy == Policy::kQuest) {
+    hi.quest_keys.swap(next.quest_keys);
+    hi.quest = std::move(next.quest);
+  }
+  hi.indexed_end = new_end;
+}
+
+/// Positions a GQA group qg (g, d) reads exactly from the indexed part [n_sink, end): at most
+/// `budget` ids (all of them, without a search, when budget >= end - n_sink).
+template <typename T>
+std::vector<int32_t> select_tokens(const HeadIndex& hi, Policy policy, const PolicyParams& pp,
+                                   ConstMatrixView<float> qg, ConstMatrixView<T> K, int64_t n_sink,
+                                   int64_t end, int64_t budget, int64_t* keys_scanned) {
+  std::vector<int32_t> ids;
+  const int64_t m = end - n_sink;
+  if (m <= 0 || budget <= 0) return ids;
+  if (budget >= m) {
+    ids.resize(static_cast<size_t>(m));
+    std::iota(ids.begin(), ids.end(), static_cast<int32_t>(n_sink));
+    return ids;
+  }
+  if (policy == Policy::kFlatTopK) {
+    const int64_t g = qg.rows;
+    std::vector<float> scores(static_cast<size_t>(g * m));
+    cpu::dot_scan<T>(qg, K, n_sink, end, scores.data());
+    for (int64_t h = 1; h < g; ++h)
+      for (int64_t i = 0; i < m; ++i) scores[i] = std::max(scores[i], scores[h * m + i]);
+    for (const ScoredId& c :
+         top_k(scores.data(), m, static_cast<int>(budget), static_cast<int32_t>(n_sink)))
+      ids.push_back(c.id);
+    *keys_scanned += m;
+    return ids;
+  }
+  SearchParams sp;
+  sp.k = static_cast<int>(budget);
+  SearchResult r;
+  if (policy == Policy::kRoarGraph && hi.roar) {
+    sp.ef = pp.roar_ef;
+    r = hi.roar->search(qg, sp);
+  } else if (policy == Policy::kQuest && hi.quest) {
+    r = hi.quest->search(qg, sp);
+  }
+  ids.reserve(r.ids.size());
+  for (int32_t id : r.ids) ids.push_back(static_cast<int32_t>(id + n_sink));
+  *keys_scanned += r.keys_scanned;
+  return ids;
+}
+
+}  // namespace retrokv::detail

@@ -1,0 +1,167 @@
+// Configuration of a KVVectorStore (issue 7 "API"; DESIGN.md sections 2-3): the model's attention
+// shape, the KV element type, the sparse-attention policy with its budget and steady zone
+// (RetroInfer section 4's sink / local window / update interval), threads and a memory budget.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "retrokv/core/error.h"
+#include "retrokv/core/half.h"
+#include "retrokv/index/roar_graph.h"
+#include "retrokv/index/wave_params.h"
+
+namespace retrokv {
+
+/// How `attend` picks the tokens it reads exactly.
+enum class Policy : uint8_t {
+  kFull = 0,       ///< exact attention over every token (the reference)
+  kFlatTopK = 1,   ///< exact top-k keys by group score (oracle selection, scans every key)
+  kRoarGraph = 2,  ///< RetrievalAttention's attention-aware graph (index/roar_graph.h)
+  kWave = 3,       ///< RetroInfer's wave index: retrieval + estimation zones (index/wave_index.h)
+  kQuest = 4,      ///< Quest-style pages ranked by a key-bound score (index/quest_index.h)
+};
+
+inline const char* policy_name(Policy p) {
+  switch (p) {
+    case Policy::kFull:
+      return "full";
+    case Policy::kFlatTopK:
+      return "flat_topk";
+    case Policy::kRoarGraph:
+      return "roar_graph";
+    case Policy::kWave:
+      return "wave";
+    case Policy::kQuest:
+      return "quest";
+  }
+  return "unknown";
+}
+
+/// "full", "flat_topk", "roar_graph", "wave" or "quest"; anything else throws naming `name`.
+inline Policy parse_policy(std::string_view name) {
+  for (Policy p : {Policy::kFull, Policy::kFlatTopK, Policy::kRoarGraph, Policy::kWave,
+                   Policy::kQuest}) {
+    if (name == policy_name(p)) return p;
+  }
+  RETROKV_FAIL("name: expected full|flat_topk|roar_graph|wave|quest, got '", name, "'");
+}
+
+/// RoarGraph defaults for use inside a store: no progress bar (a library should not draw on the
+/// engine's terminal), the rest as RoarGraphParams.
+inline RoarGraphParams default_store_roar_params() {
+  RoarGraphParams p;
+  p.show_progress = false;
+  return p;
+}
+
+/// Budget and zones of a sparse policy. Per decode step and KV head, attend reads exactly
+/// (1) the steady zone: the first n_sink tokens, the last n_local tokens and every token
+///     appended since the last index update, and
+/// (2) the policy's selection from the indexed part (everything else): `budget` tokens.
+/// The wave policy adds (3) the estimation zone (wave.budget.estimation_*), from centroids.
+struct PolicyParams {
+  /// > 0: tokens selected per KV head and step from the indexed part (wave: retrieval-zone
+  /// tokens, whole clusters). 0: use budget_fraction.
+  int64_t budget_tokens = 0;
+  /// Used when budget_tokens == 0: ceil(budget_fraction * sequence length) tokens (wave: the
+  /// fraction of clusters in the retrieval zone). 1.0 selects everything (= exact attention).
+  double budget_fraction = 0.02;
+  int n_sink = 4;                  ///< first tokens, always exact ("attention sinks")
+  int n_local = 64;                ///< most recent tokens, always exact
+  int64_t update_interval = 1024;  ///< appended tokens between index updates
+  int quest_page_size = 16;        ///< tokens per page of the quest policy
+  int roar_ef = 0;                 ///< RoarGraph search beam (0: the index default, >= budget)
+  /// RoarGraph build parameters (threads is overridden by StoreConfig::threads).
+  RoarGraphParams roar = default_store_roar_params();
+  /// Wave index parameters. n_sink, n_local, update_interval and the retrieval budget are
+  /// overridden by the fields above; estimation_* and tolerance are used as given.
+  WaveParams wave;
+
+  /// Tokens to select for a sequence of n tokens, of which `available` can be selected.
+  int64_t budget_for(int64_t n, int64_t available) const {
+    const int64_t want =
+        budget_tokens > 0
+            ? budget_tokens
+            : static_cast<int64_t>(std::ceil(budget_fraction * static_cast<double>(n) - 1e-9));
+    return std::min(want, available);
+  }
+};
+
+/// Everything a KVVectorStore needs to know up front.
+struct StoreConfig {
+  int n_layers = 0;
+  int n_q_heads = 0;   ///< query heads; query head h reads KV head h / (n_q_heads / n_kv_heads)
+  int n_kv_heads = 0;  ///< KV heads (GQA); must divide n_q_heads
+  int head_dim = 0;
+  DType kv_dtype = DType::kFloat32;  ///< storage type of K and V (arithmetic is float)
+  Policy policy = Policy::kFull;
+  PolicyParams params;
+  float scale = 0.f;  ///< softmax scale; 0 means 1/sqrt(head_dim)
+  int threads = 0;    ///< OpenMP threads for attend and index builds (0: omp_get_max_threads())
+  /// Build indexes on a background thread after prefill (attend on that layer waits for it), so
+  /// layer l's build overlaps the engine's compute of layer l+1.
+  bool async_build = true;
+  /// Host bytes the store may hold (KV + indexes, by the estimates in memory_bytes()); 0 means
+  /// unlimited. A call that would exceed it throws StoreError(kMemoryBudget) and changes nothing.
+  int64_t host_memory_budget_bytes = 0;
+
+  int group_size() const { return n_kv_heads > 0 ? n_q_heads / n_kv_heads : 0; }
+  int q_width() const { return n_q_heads * head_dim; }
+  int kv_width() const { return n_kv_heads * head_dim; }
+  float effective_scale() const {
+    return scale > 0.f ? scale : 1.f / std::sqrt(static_cast<float>(head_dim));
+  }
+
+  /// Throws retrokv::Error naming the first bad field.
+  void validate() const {
+    RETROKV_CHECK(n_layers >= 1, "config.n_layers: expected >= 1, got ", n_layers);
+    RETROKV_CHECK(n_q_heads >= 1, "config.n_q_heads: expected >= 1, got ", n_q_heads);
+    RETROKV_CHECK(n_kv_heads >= 1, "config.n_kv_heads: expected >= 1, got ", n_kv_heads);
+    RETROKV_CHECK(n_q_heads % n_kv_heads == 0, "config.n_q_heads: expected a multiple of ",
+                  "n_kv_heads (", n_kv_heads, "), got ", n_q_heads);
+    RETROKV_CHECK(head_dim >= 1 && head_dim <= 4096, "config.head_dim: expected 1..4096, got ",
+                  head_dim);
+    RETROKV_CHECK(kv_dtype == DType::kFloat32 || kv_dtype == DType::kFloat16 ||
+                      kv_dtype == DType::kBFloat16,
+                  "config.kv_dtype: expected float32|float16|bfloat16, got ",
+                  static_cast<int>(kv_dtype));
+    RETROKV_CHECK(static_cast<int>(policy) <= 4,
+                  "config.policy: unknown value ", static_cast<int>(policy));
+    RETROKV_CHECK(std::isfinite(scale) && scale >= 0.f,
+                  "config.scale: expected finite >= 0 (0 = 1/sqrt(d)), got ", scale);
+    RETROKV_CHECK(threads >= 0, "config.threads: expected >= 0, got ", threads);
+    RETROKV_CHECK(host_memory_budget_bytes >= 0,
+                  "config.host_memory_budget_bytes: expected >= 0 (0 = unlimited), got ",
+                  host_memory_budget_bytes);
+    const PolicyParams& p = params;
+    RETROKV_CHECK(p.budget_tokens >= 0, "config.params.budget_tokens: expected >= 0, got ",
+                  p.budget_tokens);
+    RETROKV_CHECK(p.budget_fraction >= 0.0 && p.budget_fraction <= 1.0,
+                  "config.params.budget_fraction: expected in [0, 1], got ", p.budget_fraction);
+    RETROKV_CHECK(p.n_sink >= 0, "config.params.n_sink: expected >= 0, got ", p.n_sink);
+    RETROKV_CHECK(p.n_local >= 0, "config.params.n_local: expected >= 0, got ", p.n_local);
+    RETROKV_CHECK(p.update_interval >= 1, "config.params.update_interval: expected >= 1, got ",
+                  p.update_interval);
+    RETROKV_CHECK(p.quest_page_size >= 1, "config.params.quest_page_size: expected >= 1, got ",
+                  p.quest_page_size);
+    RETROKV_CHECK(p.roar_ef >= 0, "config.params.roar_ef: expected >= 0, got ", p.roar_ef);
+    RETROKV_CHECK(p.roar.k_train >= 1 && p.roar.M >= 1 && p.roar.L >= 1 && p.roar.ef >= 1 &&
+                      p.roar.n_entry_points >= 1 && p.roar.max_train_queries >= 0,
+                  "config.params.roar: expected k_train, M, L, ef, n_entry_points >= 1 and ",
+                  "max_train_queries >= 0");
+    RETROKV_CHECK(p.wave.segment_size >= 1 && p.wave.tokens_per_cluster >= 1 &&
+                      p.wave.iterations >= 0,
+                  "config.params.wave: expected segment_size, tokens_per_cluster >= 1 and ",
+                  "iterations >= 0");
+    const WaveBudget& b = p.wave.budget;
+    RETROKV_CHECK(b.estimation_frac >= 0.0 && b.estimation_frac <= 1.0 &&
+                      b.estimation_tokens >= 0 && b.tolerance >= 0.0 && b.tolerance < 1.0,
+                  "config.params.wave.budget: expected estimation_frac in [0, 1], ",
+                  "estimation_tokens >= 0, tolerance in [0, 1)");
+  }
+};
+
+}  // namespace retrokv

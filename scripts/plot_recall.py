@@ -1,0 +1,69 @@
+#!/usr/bin/python3
+"""Plot recall@k vs the fraction of keys scanned (log x), one curve per index, from the JSON
+lines that `retrokv-eval recall` writes (issue 4). Uses the aggregate rows (kv_head "all").
+
+usage: plot_recall.py RESULTS.jsonl OUT.png [--k 100] [--title TEXT]
+"""
+import argparse
+import json
+import sys
+from collections import defaultdict
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+STYLE = {
+    "roargraph": ("tab:red", "o"),
+    "hnswlib": ("tab:blue", "s"),
+    "ivf": ("tab:green", "^"),
+    "faiss_ivf": ("tab:olive", "v"),
+    "flat": ("black", "*"),
+}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("results")
+    ap.add_argument("out")
+    ap.add_argument("--k", type=int, default=100)
+    ap.add_argument("--title", default=None)
+    a = ap.parse_args()
+
+    rows = []
+    with open(a.results) as f:
+        for line in f:
+            line = line.strip()
+            if line:
+                rows.append(json.loads(line))
+    pts = [r for r in rows if r.get("k") == a.k and "recall" in r]
+    # Traces: use the aggregate over heads when present; synthetic runs have only "all".
+    if any(r.get("kv_head") == "all" for r in pts):
+        pts = [r for r in pts if r.get("kv_head") == "all"]
+    if not pts:
+        sys.exit(f"plot_recall.py: no rows with k = {a.k} in {a.results}")
+    curves = defaultdict(list)
+    for r in pts:
+        curves[r["index"]].append((r["keys_scanned_frac"], r["recall"]))
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    for name, xy in sorted(curves.items()):
+        xy.sort()
+        color, marker = STYLE.get(name, (None, "."))
+        ax.plot([x for x, _ in xy], [y for _, y in xy], marker=marker, color=color, label=name)
+    ax.set_xscale("log")
+    ax.set_xlabel("fraction of keys scanned (log)")
+    ax.set_ylabel(f"recall@{a.k}")
+    ax.axhline(0.95, color="gray", lw=0.8, ls="--")
+    n = pts[0].get("n")
+    ax.set_title(a.title or f"recall@{a.k} vs keys scanned (n = {n})")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(a.out, dpi=120)
+    print(f"wrote {a.out}")
+
+
+if __name__ == "__main__":
+    main()
