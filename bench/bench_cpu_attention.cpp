@@ -3,6 +3,9 @@
 // read per second and, in the same run, a plain multi-threaded read of a buffer of the same size:
 // the counter `bw_ratio` = achieved / measured read bandwidth (target >= 0.7 at n = 128K).
 //
+// The read probe runs interleaved with the kernel, one pass per iteration (see
+// run_with_bandwidth_ratio), so a busy machine slows both alike.
+//
 //   build/bin/bench_cpu_attention --benchmark_repetitions=5 --benchmark_report_aggregates_only=true
 #include <benchmark/benchmark.h>
 
@@ -67,22 +70,36 @@ cpu::ReadBandwidthProbe& probe_for(int64_t bytes) {
   return *slot;
 }
 
-/// Times `step` over the benchmark loop, then the read probe over as many passes (3..50), and
-/// sets bytes/s plus the counters GBps, read_GBps and bw_ratio.
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+/// Each iteration times one `step` (the reported manual time) and then one pass of the read
+/// probe over a buffer of the same size, so both see the same machine load (the machine may be
+/// shared). Counters: GBps (bytes / median step time), read_GBps (bytes / median probe time),
+/// bw_ratio = their ratio, bw_ratio_best = the same with the fastest step and fastest pass.
 template <typename F>
 void run_with_bandwidth_ratio(benchmark::State& state, int64_t bytes, F&& step) {
   cpu::ReadBandwidthProbe& probe = probe_for(bytes);
   step();  // warm-up (page faults, caches)
-  const auto t0 = std::chrono::steady_clock::now();
-  for (auto _ : state) step();
-  const std::chrono::duration<double> dt = std::chrono::steady_clock::now() - t0;
-  const int64_t iters = static_cast<int64_t>(state.iterations());
-  const double achieved = static_cast<double>(bytes) * iters / dt.count();
-  const double measured = probe.measure(static_cast<int>(std::clamp<int64_t>(iters, 3, 50)));
-  state.SetBytesProcessed(bytes * iters);
-  state.counters["GBps"] = achieved / 1e9;
-  state.counters["read_GBps"] = measured / 1e9;
-  state.counters["bw_ratio"] = achieved / measured;
+  std::vector<double> t_step, t_read;
+  for (auto _ : state) {
+    const auto t0 = std::chrono::steady_clock::now();
+    step();
+    const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    state.SetIterationTime(dt);
+    t_step.push_back(dt);
+    t_read.push_back(probe.time_pass());
+  }
+  if (t_step.empty()) return;
+  const double b = static_cast<double>(bytes);
+  state.SetBytesProcessed(bytes * static_cast<int64_t>(state.iterations()));
+  state.counters["GBps"] = b / median(t_step) / 1e9;
+  state.counters["read_GBps"] = b / median(t_read) / 1e9;
+  state.counters["bw_ratio"] = median(t_read) / median(t_step);
+  state.counters["bw_ratio_best"] = *std::min_element(t_read.begin(), t_read.end()) /
+                                    *std::min_element(t_step.begin(), t_step.end());
   benchmark::DoNotOptimize(probe.sink());
 }
 
@@ -105,13 +122,13 @@ BENCHMARK_TEMPLATE(BM_attend_full, float)
     ->Arg(8192)
     ->Arg(32768)
     ->Arg(131072)
-    ->UseRealTime()
+    ->UseManualTime()
     ->Unit(benchmark::kMicrosecond);
 BENCHMARK_TEMPLATE(BM_attend_full, half)
     ->Arg(8192)
     ->Arg(32768)
     ->Arg(131072)
-    ->UseRealTime()
+    ->UseManualTime()
     ->Unit(benchmark::kMicrosecond);
 
 /// The same half-KV step on each SIMD path this CPU has (arg 1: 0 scalar, 1 AVX2, 2 AVX-512).
@@ -129,7 +146,7 @@ void BM_attend_full_half_path(benchmark::State& state) {
 BENCHMARK(BM_attend_full_half_path)
     ->ArgsProduct({{131072}, {0, 1, 2}})
     ->ArgNames({"n", "simd"})
-    ->UseRealTime()
+    ->UseManualTime()
     ->Unit(benchmark::kMicrosecond);
 
 /// The yardstick alone: multi-threaded vectorised sum over K+V-sized buffers (float KV sizes).

@@ -49,10 +49,10 @@ const SearchSet& search_set() {
     x.truth = knn_inner_product(x.data.test_queries.view(), x.data.keys.view(), kTopK);
     RoarGraphParams p;
     p.max_train_queries = m_train;
-    const std::string cache = (std::filesystem::temp_directory_path() /
-                               ("retrokv_bench_roar_" + std::to_string(x.n) + "_" +
-                                std::to_string(m_train) + ".bin"))
-                                  .string();
+    const std::string cache =
+        (std::filesystem::temp_directory_path() /
+         ("retrokv_bench_roar_" + std::to_string(x.n) + "_" + std::to_string(m_train) + ".bin"))
+            .string();
     const bool use_cache = env_int("RETROKV_BENCH_CACHE", 1) != 0;
     if (use_cache && std::filesystem::exists(cache)) {
       try {

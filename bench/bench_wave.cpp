@@ -54,10 +54,10 @@ Head& head(int d, int g) {
       for (int r = 0; r < 5; ++r) {
         const auto t = std::chrono::steady_clock::now();
         cpu::attend_full<float>(slot->data.test_queries.view().slice_rows(g * r, g),
-                                slot->data.keys.view(), slot->data.values.view(), scale,
-                                o.view(), lse.data());
-        ns.push_back(std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - t)
-                         .count());
+                                slot->data.keys.view(), slot->data.values.view(), scale, o.view(),
+                                lse.data());
+        ns.push_back(
+            std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - t).count());
       }
       omp_set_num_threads(saved);
       std::sort(ns.begin(), ns.end());
@@ -96,7 +96,10 @@ void BM_WaveAttend128K(benchmark::State& state) {
   state.counters["speedup_vs_flat_mt"] = h.flat_ns_mt / wave_ns;
   state.counters["build_128K_s"] = h.build_seconds;
 }
-BENCHMARK(BM_WaveAttend128K)->Args({128, 4})->Args({128, 3})->Args({64, 3})
+BENCHMARK(BM_WaveAttend128K)
+    ->Args({128, 4})
+    ->Args({128, 3})
+    ->Args({64, 3})
     ->Unit(benchmark::kMicrosecond);
 
 // Exact Flat attention of the same group (single thread): the baseline the ratio above uses.

@@ -68,10 +68,12 @@ WaveBuffer::WaveBuffer(const WaveBufferConfig& cfg, const void* k, const void* v
   std::memset(h_table_.data(), 0, h_table_.bytes());
   d_indptr_.copy_from_host(h_table_.data(), d_indptr_.bytes());  // an empty table until a step
   check_status(cudaEventCreateWithFlags(&uploaded_, cudaEventDisableTiming), "cudaEventCreate");
+  check_status(cudaEventCreateWithFlags(&consumed_, cudaEventDisableTiming), "cudaEventCreate");
 }
 
 WaveBuffer::~WaveBuffer() {
   if (uploaded_ != nullptr) (void)cudaEventDestroy(uploaded_);
+  if (consumed_ != nullptr) (void)cudaEventDestroy(consumed_);
 }
 
 void WaveBuffer::copy_cluster(int32_t cluster, std::span<const int32_t> pages, Stream stream) {
@@ -123,6 +125,8 @@ int64_t WaveBuffer::prepare_step(const std::vector<std::vector<int32_t>>& select
                 cfg_.max_step_pages, " pages per step (cfg.max_step_pages), got ", total_pages);
   check_status(cudaEventSynchronize(uploaded_), "cudaEventSynchronize");
 
+  // Evicted pages may still be read by the previous step's attention on another stream.
+  check_status(cudaStreamWaitEvent(stream, consumed_, 0), "cudaStreamWaitEvent");
   const WaveBufferPolicy::Lookup hit = policy_.lookup(all);
   std::unordered_map<int32_t, int32_t> need_of;
   for (size_t i = 0; i < all.size(); ++i) need_of[all[i]] = need[i];
@@ -182,6 +186,10 @@ int64_t WaveBuffer::prepare_step(const std::vector<std::vector<int32_t>>& select
   }
   check_status(cudaEventRecord(uploaded_, stream), "cudaEventRecord");
   return n;
+}
+
+void WaveBuffer::release_step(Stream compute_stream) {
+  check_status(cudaEventRecord(consumed_, compute_stream), "cudaEventRecord");
 }
 
 void WaveBuffer::wait_ready(Stream compute_stream) const {

@@ -131,6 +131,7 @@ WaveBuffer::WaveBuffer(const WaveBufferConfig&, const void*, const void*, std::s
 WaveBuffer::~WaveBuffer() = default;
 int64_t WaveBuffer::prepare_step(const std::vector<std::vector<int32_t>>&, Stream) { no_cuda(); }
 void WaveBuffer::wait_ready(Stream) const { no_cuda(); }
+void WaveBuffer::release_step(Stream) { no_cuda(); }
 PagedKV WaveBuffer::paged_kv() const { no_cuda(); }
 std::size_t WaveBuffer::token_bytes() const { no_cuda(); }
 void WaveBuffer::copy_cluster(int32_t, std::span<const int32_t>, Stream) { no_cuda(); }

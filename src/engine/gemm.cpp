@@ -107,7 +107,10 @@ void gemm_nt(const float* a, int64_t lda, const float* b, int64_t ldb, float* c,
   // Small problems (one decode step) split B finer so both cores get work.
   const int64_t panel = m == 1 ? std::max<int64_t>(16, (n + 63) / 64) : kPanel;
   const int64_t n_panels = (n + panel - 1) / panel;
-#pragma omp parallel for schedule(dynamic, 1) if (!omp_in_parallel() && n_panels > 1)
+  // Threads only pay off above ~4M multiply-adds (one decode step's 576 x 576 projection is 0.3M):
+  // below that the fork/join costs more than it saves, and far more on a busy machine.
+  const bool threads = !omp_in_parallel() && n_panels > 1 && m * n * k >= (int64_t{1} << 22);
+#pragma omp parallel for schedule(dynamic, 1) if (threads)
   for (int64_t t = 0; t < n_panels; ++t) {
     const int64_t j0 = t * panel;
     const int64_t cols = std::min(panel, n - j0);

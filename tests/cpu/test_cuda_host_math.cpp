@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <numeric>
 #include <random>
 #include <string>
 #include <vector>
@@ -20,6 +21,7 @@
 #include "retrokv/cuda/device.h"
 #include "retrokv/cuda/dispatch.h"
 #include "retrokv/cuda/memory.h"
+#include "retrokv/cuda/select_math.h"
 
 namespace retrokv::cuda {
 namespace {
@@ -205,6 +207,50 @@ TEST(OrderedFloatKey, SortsLikeTheFloatsIncludingInfinitiesAndDenormals) {
   }
   EXPECT_GT(ordered_float_key(-INFINITY), 0u);  // key 0 is free for padding
   EXPECT_LT(ordered_float_key(-0.f), ordered_float_key(1e-45f));
+}
+
+// The GPU radix top-k run sequentially: four 8-bit passes with radix_pick_digit, then the
+// kernels' emit rule (keys above the threshold, plus the first `ties` equal keys in index order).
+std::vector<int64_t> radix_top_k(const std::vector<uint32_t>& key, int64_t k) {
+  std::vector<int64_t> out;
+  if (k <= 0) return out;
+  uint32_t prefix = 0, mask = 0;
+  int64_t remaining = k;
+  for (int shift = 24; shift >= 0; shift -= 8) {
+    int hist[256] = {};
+    for (uint32_t x : key)
+      if ((x & mask) == prefix) ++hist[(x >> shift) & 255u];
+    int64_t rest;
+    prefix |= static_cast<uint32_t>(radix_pick_digit(hist, remaining, &rest)) << shift;
+    remaining = rest;
+    mask |= 255u << shift;
+  }
+  int64_t ties = 0;
+  for (size_t i = 0; i < key.size(); ++i) {
+    if (key[i] > prefix || (key[i] == prefix && ties++ < remaining)) out.push_back(i);
+  }
+  return out;
+}
+
+TEST(RadixSelect, EqualsSortingByKeyThenIndexWithManyTies) {
+  std::mt19937 rng(17);
+  for (int trial = 0; trial < 200; ++trial) {
+    const int n = 1 + static_cast<int>(rng() % 3000);
+    // Few distinct values in the low bits and in the high bits: ties at every digit.
+    std::vector<uint32_t> key(n);
+    for (auto& x : key) {
+      x = trial % 2 == 0 ? static_cast<uint32_t>(rng() % 7) << (8 * (rng() % 4))
+                         : ordered_float_key(std::normal_distribution<float>(0.f, 1.f)(rng));
+    }
+    const int64_t k = static_cast<int64_t>(rng() % (n + 1));
+    std::vector<int64_t> order(n);
+    std::iota(order.begin(), order.end(), 0);
+    std::stable_sort(order.begin(), order.end(),
+                     [&](int64_t a, int64_t b) { return key[a] > key[b]; });
+    std::vector<int64_t> expect(order.begin(), order.begin() + k);
+    std::sort(expect.begin(), expect.end());
+    EXPECT_EQ(radix_top_k(key, k), expect) << "trial " << trial << " n " << n << " k " << k;
+  }
 }
 
 TEST(DecodePlan, SplitsCoverEveryUnitOnceAndRespectTheMinimum) {

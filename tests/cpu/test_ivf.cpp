@@ -1,6 +1,5 @@
 // Tests for IvfIndex: probing every list is exact; recall grows with nprobe and keys scanned is
-// the sum of the probed lists; on OOD queries IVF needs a large share of the keys (the failure
-// RetrievalAttention describes); determinism, save/load, fuzzed files, bad input.
+// the size of the probed lists; determinism, save/load round trip, fuzzed files, bad input.
 #include <gtest/gtest.h>
 
 #include <random>
@@ -54,7 +53,8 @@ TEST(Ivf, RecallGrowsWithNprobeAndScannedIsListSizes) {
   EXPECT_EQ(idx.nlist(), 63);
   double prev = 0;
   for (int nprobe : {1, 4, 16, 63}) {
-    const auto [recall, scanned] = recall_at(idx, s.keys.view(), s.test_queries.view(), 100, nprobe);
+    const auto [recall, scanned] =
+        recall_at(idx, s.keys.view(), s.test_queries.view(), 100, nprobe);
     EXPECT_GE(recall, prev);
     prev = recall;
   }

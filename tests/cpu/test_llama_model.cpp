@@ -28,8 +28,9 @@ namespace {
 
 namespace eng = retrokv::engine;
 
-// Measured 0 (see docs/results.md); the bound leaves room for other BLAS/summation orders.
-constexpr double kPerplexityBound = 1000.0;
+// Measured 19.72 (docs/results.md, "SmolLM2 engine"); the bound leaves ~6% for other summation
+// orders (issue 3: a wrong RoPE or dequantisation shows up as perplexity in the hundreds).
+constexpr double kPerplexityBound = 21.0;
 
 std::string model_path() {
   const char* dir = std::getenv("RETROKV_MODEL_DIR");
@@ -98,7 +99,10 @@ TEST_F(SmolLM2, GreedyAnswersFactualPrompts) {
       {"The chemical symbol for gold is", "Au"},
       {"One, two, three, four,", "five, six"},
   };
-  for (const auto& [prompt, expected] : cases) {
+  // Under ASan+UBSan two prompts keep the run short; the Release run checks all of them.
+  const std::size_t n_cases = sanitizer_build() ? 2 : cases.size();
+  for (std::size_t i = 0; i < n_cases; ++i) {
+    const auto& [prompt, expected] = cases[i];
     const std::string out = greedy(prompt, 6);
     EXPECT_NE(out.find(expected), std::string::npos) << prompt << " -> '" << out << "'";
   }

@@ -119,7 +119,8 @@ TEST(RoarGraph, GroupSearchScoresMaxOverHeads) {
   std::vector<ScoredId> all;
   for (int64_t i = 0; i < f.n; ++i) {
     float best = -1e30f;
-    for (int h = 0; h < 4; ++h) best = std::max(best, detail::roar_dot(group.row(h), f.data.keys.row(i), 64));
+    for (int h = 0; h < 4; ++h)
+      best = std::max(best, detail::roar_dot(group.row(h), f.data.keys.row(i), 64));
     all.push_back({best, static_cast<int32_t>(i)});
   }
   std::sort(all.begin(), all.end(), better);
@@ -253,12 +254,14 @@ TEST(RoarGraph, ConcurrentSearchesMatchSerial) {
   std::vector<SearchResult> serial(static_cast<size_t>(nq));
   SearchParams sp;
   sp.ef = 150;
-  for (int64_t i = 0; i < nq; ++i) serial[i] = f.index.search(f.data.test_queries.view().slice_rows(i, 1), sp);
+  for (int64_t i = 0; i < nq; ++i)
+    serial[i] = f.index.search(f.data.test_queries.view().slice_rows(i, 1), sp);
   std::vector<SearchResult> par(static_cast<size_t>(nq));
   std::vector<std::thread> pool;
   for (int t = 0; t < 8; ++t) {
     pool.emplace_back([&, t] {
-      for (int64_t i = t; i < nq; i += 8) par[i] = f.index.search(f.data.test_queries.view().slice_rows(i, 1), sp);
+      for (int64_t i = t; i < nq; i += 8)
+        par[i] = f.index.search(f.data.test_queries.view().slice_rows(i, 1), sp);
     });
   }
   for (auto& th : pool) th.join();

@@ -144,8 +144,8 @@ TEST(WaveIndex, AllClustersRetrievedEqualsFullAttention) {
     EXPECT_EQ(st.steady_tokens + st.retrieval_tokens, n);
     EXPECT_EQ(st.exact_fraction(), 1.0);
     for (int h = 0; h < 3; ++h) {
-      const AttentionState ref = reference_attention(q.row(h), s.keys.view(), s.values.view(),
-                                                     scale);
+      const AttentionState ref =
+          reference_attention(q.row(h), s.keys.view(), s.values.view(), scale);
       for (int j = 0; j < d; ++j) EXPECT_NEAR(o(h, j), ref.o[j], 1e-5);
       EXPECT_NEAR(lse[h], ref.lse, 1e-4 * std::max(1.f, std::abs(ref.lse)));
     }
@@ -153,8 +153,8 @@ TEST(WaveIndex, AllClustersRetrievedEqualsFullAttention) {
 }
 
 // Median relative error of the wave attention over single-query groups of s.test_queries.
-double median_err(const WaveIndex& w, const SyntheticAttention& s, const WaveBudget& b,
-                  float scale, double* mean_exact = nullptr) {
+double median_err(const WaveIndex& w, const SyntheticAttention& s, const WaveBudget& b, float scale,
+                  double* mean_exact = nullptr) {
   std::vector<double> errs;
   double exact = 0;
   const int d = static_cast<int>(s.keys.cols());
@@ -240,12 +240,12 @@ TEST(WaveIndex, AdaptiveBudgetObeysTolerance) {
           for (int64_t c = 0; c < n_c; ++c) {
             double l = 0;
             for (int t = 0; t < d; ++t) l += double(q(h, t)) * w.centroids()(c, t);
-            est[c] = l * scale + std::log(double(w.cluster_offsets()[c + 1] -
-                                                 w.cluster_offsets()[c]));
+            est[c] =
+                l * scale + std::log(double(w.cluster_offsets()[c + 1] - w.cluster_offsets()[c]));
             m = std::max(m, est[c]);
           }
-          const AttentionState st = reference_attention(q.row(h), w.steady_keys(),
-                                                        w.steady_values(), scale);
+          const AttentionState st =
+              reference_attention(q.row(h), w.steady_keys(), w.steady_values(), scale);
           m = std::max(m, double(st.lse));
           double total = std::exp(st.lse - m), rest = 0;
           std::vector<char> in(n_c, 0);
@@ -306,8 +306,8 @@ TEST(WaveIndex, AppendCreatesSegmentsAtIntervalAndStaysExact) {
   const float scale = 1.f / std::sqrt(float(d));
   w.attend(s.test_queries.view(), scale, o.view(), lse, nullptr, &all);
   for (int h = 0; h < 3; ++h) {
-    const AttentionState ref = reference_attention(s.test_queries.row(h), s.keys.view(),
-                                                   s.values.view(), scale);
+    const AttentionState ref =
+        reference_attention(s.test_queries.row(h), s.keys.view(), s.values.view(), scale);
     for (int j = 0; j < d; ++j) EXPECT_NEAR(o(h, j), ref.o[j], 1e-5);
   }
 }

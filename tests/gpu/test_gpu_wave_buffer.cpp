@@ -165,6 +165,7 @@ TEST_F(WaveBufferGpu, CapturedGraphReplaysStepsWithChangingPageTables) {
     wb.prepare_step(sel, copy.get());
     wb.wait_ready(stream.get());
     graph.launch(stream.get());
+    wb.release_step(stream.get());
     stream.synchronize();
     expect_matches(q, sel, o, lse);
   }

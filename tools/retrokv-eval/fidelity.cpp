@@ -32,8 +32,8 @@ using json = nlohmann::json;
 struct FidelityOptions {
   std::vector<double> budgets{0.005, 0.01, 0.018, 0.036, 0.072};  // retrieval fractions
   std::vector<double> tolerances{0.05, 0.01};
-  int64_t max_queries = 0;        // per head, 0 = all
-  int64_t global_max = 65536;     // global k-means comparison only up to this many tokens
+  int64_t max_queries = 0;     // per head, 0 = all
+  int64_t global_max = 65536;  // global k-means comparison only up to this many tokens
   bool roargraph = true;
   int ef = 128;
   WaveParams wave;
@@ -133,8 +133,9 @@ HeadResult evaluate_head(const HeadData& h, const FidelityOptions& opt) {
   std::unique_ptr<RoarGraphIndex> roar;
   if (n_mid > 0) {
     quest = std::make_unique<QuestIndex>(mid_k);
-    if (opt.roargraph) roar = std::make_unique<RoarGraphIndex>(
-        RoarGraphIndex::build(mid_k, h.train.view(), RoarGraphParams{}));
+    if (opt.roargraph)
+      roar = std::make_unique<RoarGraphIndex>(
+          RoarGraphIndex::build(mid_k, h.train.view(), RoarGraphParams{}));
   }
 
   int64_t n_q = h.n_queries;
@@ -167,9 +168,9 @@ HeadResult evaluate_head(const HeadData& h, const FidelityOptions& opt) {
     // Group score of every candidate token: max over the group's heads of q.k.
     if (n_mid > 0) {
       Eigen::Map<const RowMajorF, 0, Eigen::OuterStride<>> km(mid_k.data, n_mid, d,
-                                                             Eigen::OuterStride<>(mid_k.ld));
+                                                              Eigen::OuterStride<>(mid_k.ld));
       Eigen::Map<const RowMajorF, 0, Eigen::OuterStride<>> qm(q.data, g, d,
-                                                             Eigen::OuterStride<>(q.ld));
+                                                              Eigen::OuterStride<>(q.ld));
       const RowMajorF s = km * qm.transpose();
       for (int64_t i = 0; i < n_mid; ++i) group_score[i] = s.row(i).maxCoeff();
       std::iota(order.begin(), order.end(), 0);
@@ -223,7 +224,8 @@ HeadResult evaluate_head(const HeadData& h, const FidelityOptions& opt) {
       std::vector<int32_t> pages_tok;
       for (int32_t p : quest->top_pages(q, (k + quest->page_size() - 1) / quest->page_size()))
         for (int64_t i = quest->page_begin(p); i < quest->page_end(p); ++i)
-          if (static_cast<int64_t>(pages_tok.size()) < k) pages_tok.push_back(static_cast<int32_t>(i));
+          if (static_cast<int64_t>(pages_tok.size()) < k)
+            pages_tok.push_back(static_cast<int32_t>(i));
       record("quest", b, attend_selected(pages_tok));
       if (roar) {
         std::vector<int32_t> found;
@@ -309,7 +311,8 @@ int run_fidelity(int argc, char** argv) {
   app.add_option("--out", out_path, "JSON lines output")->required();
   app.add_option("--plot", plot_path, "PNG: error vs share of tokens attended exactly");
   app.add_option("--plot-script", plot_script, "path of scripts/plot_fidelity.py");
-  app.add_option("--budgets", budgets_s, "retrieval fractions to sweep (default "
+  app.add_option("--budgets", budgets_s,
+                 "retrieval fractions to sweep (default "
                  "0.005,0.01,0.018,0.036,0.072)");
   app.add_option("--tolerances", tol_s, "adaptive tolerances");
   app.add_option("--max-queries", opt.max_queries, "decode queries per head (0 = all)");
@@ -380,9 +383,9 @@ int run_fidelity(int argc, char** argv) {
                  key.method.c_str(), key.budget, line["exact_frac"].get<double>(),
                  line["rel_err_median"].get<double>(), line["rel_err_p99"].get<double>());
   }
-  json rec = {{"metric", "cluster_recall_at_100"}, {"method", "wave"},
-              {"retrieval_frac", default_budget}, {"recall_segmented", mean_of(all_rs)},
-              {"layer", "all"}, {"kv_head", "all"}};
+  json rec = {
+      {"metric", "cluster_recall_at_100"},   {"method", "wave"}, {"retrieval_frac", default_budget},
+      {"recall_segmented", mean_of(all_rs)}, {"layer", "all"},   {"kv_head", "all"}};
   if (!all_rg.empty()) rec["recall_global_kmeans"] = mean_of(all_rg);
   out << rec.dump() << "\n";
   std::fprintf(stderr, "cluster recall@100 at the default budget: segmented %.4f, global %.4f\n",
@@ -395,12 +398,13 @@ int run_fidelity(int argc, char** argv) {
       for (const char* c : {"scripts/plot_fidelity.py", "../scripts/plot_fidelity.py"})
         if (std::filesystem::exists(c)) plot_script = c;
     }
-    RETROKV_CHECK(!plot_script.empty(), "--plot-script: scripts/plot_fidelity.py not found; "
+    RETROKV_CHECK(!plot_script.empty(),
+                  "--plot-script: scripts/plot_fidelity.py not found; "
                   "pass its path");
     // The PATH's python3 may lack matplotlib where the distribution's has it (scripts/common.sh).
-    const std::string py =
-        std::system("python3 -c 'import matplotlib' >/dev/null 2>&1") == 0 ? "python3"
-                                                                             : "/usr/bin/python3";
+    const std::string py = std::system("python3 -c 'import matplotlib' >/dev/null 2>&1") == 0
+                               ? "python3"
+                               : "/usr/bin/python3";
     const std::string cmd = py + " '" + plot_script + "' '" + out_path + "' '" + plot_path + "'";
     const int rc = std::system(cmd.c_str());
     RETROKV_CHECK(rc == 0, "--plot: '", cmd, "' failed with status ", rc);

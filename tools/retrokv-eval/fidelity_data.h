@@ -58,10 +58,10 @@ inline SyntheticAttention make_clustered_synthetic(int64_t n, int d, int per, in
   return s;
 }
 
-inline HeadData make_synthetic_head(int64_t n, int d, int64_t m, int group,
-                                    const std::string& kind, uint64_t seed) {
-  RETROKV_CHECK(n >= 1 && d >= 2 && m >= 1, "--synthetic: expected n >= 1, d >= 2, m >= 1, got ",
-                n, ",", d, ",", m);
+inline HeadData make_synthetic_head(int64_t n, int d, int64_t m, int group, const std::string& kind,
+                                    uint64_t seed) {
+  RETROKV_CHECK(n >= 1 && d >= 2 && m >= 1, "--synthetic: expected n >= 1, d >= 2, m >= 1, got ", n,
+                ",", d, ",", m);
   const int64_t m_train = std::min<int64_t>(n, 4096);
   SyntheticAttention s;
   if (kind == "ood") {
@@ -117,8 +117,8 @@ inline std::vector<HeadData> load_trace(const std::string& dir) {
     const NpyArray pq = load_npy((sub / "prefill_queries.npy").string());
     const NpyArray dq = load_npy((sub / "decode_queries.npy").string());
     RETROKV_CHECK(pq.shape.size() == 3 && pq.shape[1] == n_prompt && pq.shape[2] == d,
-                  "prefill_queries.npy in ", sub.string(), ": expected (group, ", n_prompt, ", ",
-                  d, ")");
+                  "prefill_queries.npy in ", sub.string(), ": expected (group, ", n_prompt, ", ", d,
+                  ")");
     RETROKV_CHECK(dq.shape.size() == 3 && dq.shape[0] == pq.shape[0] && dq.shape[2] == d,
                   "decode_queries.npy in ", sub.string(), ": expected (group, N, ", d, ")");
     h.group = static_cast<int>(dq.shape[0]);

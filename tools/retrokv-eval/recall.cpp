@@ -159,8 +159,7 @@ Dataset make_synthetic(const Options& o) {
   std::stringstream ss(o.synthetic);
   for (std::string part; std::getline(ss, part, ',');) v.push_back(std::stoll(part));
   RETROKV_CHECK(v.size() == 3 && v[0] >= 1 && v[1] >= 2 && v[2] >= 1,
-                "--synthetic: expected n,d,m with n >= 1, d >= 2, m >= 1, got '", o.synthetic,
-                "'");
+                "--synthetic: expected n,d,m with n >= 1, d >= 2, m >= 1, got '", o.synthetic, "'");
   SyntheticAttention s = make_ood_synthetic(v[0], static_cast<int>(v[1]), v[2], o.max_test, o.seed);
   Dataset ds;
   ds.keys = std::move(s.keys);
@@ -196,8 +195,8 @@ void sweep(const Dataset& ds, const KnnResult& truth, const std::string& index, 
     p.keys_scanned = scanned / t;
     p.keys_scanned_frac = p.keys_scanned / n;
     out.push_back(std::move(p));
-    std::fprintf(stderr, "  %-10s k=%-4d param=%-5d recall=%.4f scanned=%.4f of n\n",
-                 index.c_str(), k, param, out.back().recall, out.back().keys_scanned_frac);
+    std::fprintf(stderr, "  %-10s k=%-4d param=%-5d recall=%.4f scanned=%.4f of n\n", index.c_str(),
+                 k, param, out.back().recall, out.back().keys_scanned_frac);
   }
 }
 
@@ -286,8 +285,8 @@ void write_point(std::ofstream& jl, std::ofstream& csv, const Point& p, const st
   j["n"] = n;
   j["d"] = d;
   jl << j.dump() << "\n";
-  csv << p.index << "," << p.param << "," << p.k << "," << p.recall << "," << p.keys_scanned
-      << "," << p.keys_scanned_frac << "," << percentile(p.latencies_us, 0.5) << ","
+  csv << p.index << "," << p.param << "," << p.k << "," << p.recall << "," << p.keys_scanned << ","
+      << p.keys_scanned_frac << "," << percentile(p.latencies_us, 0.5) << ","
       << percentile(p.latencies_us, 0.99) << "," << p.build_s << "," << p.memory << "," << layer
       << "," << head << "," << n << "," << d << "\n";
 }
@@ -300,7 +299,8 @@ bool wanted(const Options& o, const std::string& name) {
 std::vector<Point> eval_head(const Options& o, const Dataset& ds, std::ofstream& jl) {
   const int64_t n = ds.keys.rows();
   const int d = static_cast<int>(ds.keys.cols());
-  const int kmax = static_cast<int>(std::min<int64_t>(n, *std::max_element(o.ks.begin(), o.ks.end())));
+  const int kmax =
+      static_cast<int>(std::min<int64_t>(n, *std::max_element(o.ks.begin(), o.ks.end())));
   std::fprintf(stderr, "head L%s_H%s: n=%lld d=%d train=%lld test=%lld\n", ds.layer.c_str(),
                ds.kv_head.c_str(), static_cast<long long>(n), d,
                static_cast<long long>(ds.train.rows()), static_cast<long long>(ds.test.rows()));
@@ -309,15 +309,16 @@ std::vector<Point> eval_head(const Options& o, const Dataset& ds, std::ofstream&
   auto row = [&](int64_t i) { return ds.test.view().slice_rows(i, 1); };
   auto run_index = [&](const TokenIndex& idx, const std::string& name, int k,
                        const std::vector<int>& params, bool ef_param, double build_s) {
-    sweep(ds, truth, name, k, params, build_s, idx.memory_bytes(),
-          [&](int64_t i, int kk, int param) {
-            SearchParams sp;
-            sp.k = kk;
-            (ef_param ? sp.ef : sp.nprobe) = param;
-            SearchResult r = idx.search(row(i), sp);
-            return std::make_pair(std::move(r.ids), r.keys_scanned);
-          },
-          pts);
+    sweep(
+        ds, truth, name, k, params, build_s, idx.memory_bytes(),
+        [&](int64_t i, int kk, int param) {
+          SearchParams sp;
+          sp.k = kk;
+          (ef_param ? sp.ef : sp.nprobe) = param;
+          SearchResult r = idx.search(row(i), sp);
+          return std::make_pair(std::move(r.ids), r.keys_scanned);
+        },
+        pts);
   };
   std::vector<int> ks;
   for (int k : o.ks) ks.push_back(static_cast<int>(std::min<int64_t>(k, n)));
@@ -357,8 +358,7 @@ std::vector<Point> eval_head(const Options& o, const Dataset& ds, std::ofstream&
   if (wanted(o, "hnswlib")) {
     CountingIpSpace space(static_cast<size_t>(d));
     const auto t0 = Clock::now();
-    hnswlib::HierarchicalNSW<float> h(&space, static_cast<size_t>(n),
-                                      static_cast<size_t>(o.hnsw_M),
+    hnswlib::HierarchicalNSW<float> h(&space, static_cast<size_t>(n), static_cast<size_t>(o.hnsw_M),
                                       static_cast<size_t>(o.hnsw_ef_construction), o.seed);
     // hnswlib's own parallel insertion is not deterministic; insert serially.
     for (int64_t i = 0; i < n; ++i) h.addPoint(ds.keys.row(i), static_cast<size_t>(i));
@@ -378,14 +378,16 @@ std::vector<Point> eval_head(const Options& o, const Dataset& ds, std::ofstream&
       return std::make_pair(ids, CountingIpSpace::counter());
     };
     for (int k : ks) {
-      sweep(ds, truth, "hnswlib", k, efs_for(o, k, n), b, mem,
-            [&](int64_t i, int kk, int ef) { return hsearch(ds.test.row(i), kk, ef); }, pts);
+      sweep(
+          ds, truth, "hnswlib", k, efs_for(o, k, n), b, mem,
+          [&](int64_t i, int kk, int ef) { return hsearch(ds.test.row(i), kk, ef); }, pts);
     }
     // OOD statistic: the same key-only graph searched from queries (Q->K) and from keys (K->K).
     const int kk = std::min<int>(kmax, 100);
     const int64_t nk = std::min<int64_t>(200, n);
     Matrix<float> kq(nk, d);
-    for (int64_t i = 0; i < nk; ++i) std::copy(ds.keys.row(i * n / nk), ds.keys.row(i * n / nk) + d, kq.row(i));
+    for (int64_t i = 0; i < nk; ++i)
+      std::copy(ds.keys.row(i * n / nk), ds.keys.row(i * n / nk) + d, kq.row(i));
     const KnnResult ktruth = knn_inner_product(kq.view(), ds.keys.view(), kk);
     double hq = 0, hk = 0;
     for (int64_t i = 0; i < ds.test.rows(); ++i) {
@@ -416,17 +418,18 @@ std::vector<Point> eval_head(const Options& o, const Dataset& ds, std::ofstream&
     for (int k : ks) {
       std::vector<float> dist(static_cast<size_t>(k));
       std::vector<faiss::Index::idx_t> lab(static_cast<size_t>(k));
-      sweep(ds, truth, "faiss_ivf", k, nprobes_for(o, nlist), b, mem,
-            [&](int64_t i, int kk, int nprobe) {
-              ivf.nprobe = static_cast<size_t>(nprobe);
-              faiss::indexIVF_stats.reset();
-              ivf.search(1, ds.test.row(i), kk, dist.data(), lab.data());
-              std::vector<int32_t> ids;
-              for (int j = 0; j < kk; ++j)
-                if (lab[j] >= 0) ids.push_back(static_cast<int32_t>(lab[j]));
-              return std::make_pair(ids, static_cast<int64_t>(faiss::indexIVF_stats.ndis));
-            },
-            pts);
+      sweep(
+          ds, truth, "faiss_ivf", k, nprobes_for(o, nlist), b, mem,
+          [&](int64_t i, int kk, int nprobe) {
+            ivf.nprobe = static_cast<size_t>(nprobe);
+            faiss::indexIVF_stats.reset();
+            ivf.search(1, ds.test.row(i), kk, dist.data(), lab.data());
+            std::vector<int32_t> ids;
+            for (int j = 0; j < kk; ++j)
+              if (lab[j] >= 0) ids.push_back(static_cast<int32_t>(lab[j]));
+            return std::make_pair(ids, static_cast<int64_t>(faiss::indexIVF_stats.ndis));
+          },
+          pts);
     }
   }
 #endif
@@ -445,8 +448,10 @@ std::vector<Point> eval_head(const Options& o, const Dataset& ds, std::ofstream&
     j["hnsw_recall_k2k"] = hnsw_kk;
   }
   jl << j.dump() << "\n";
-  std::fprintf(stderr, "  ood: mean cos q-k %.3f, k-k %.3f; HNSW recall@100 at ef %d: Q->K %.3f, "
-               "K->K %.3f\n", cos_qk, cos_kk, ood_ef, hnsw_qk, hnsw_kk);
+  std::fprintf(stderr,
+               "  ood: mean cos q-k %.3f, k-k %.3f; HNSW recall@100 at ef %d: Q->K %.3f, "
+               "K->K %.3f\n",
+               cos_qk, cos_kk, ood_ef, hnsw_qk, hnsw_kk);
   return pts;
 }
 

@@ -18,7 +18,10 @@ namespace retrokv {
 struct ScoredId {
   float score;
   int32_t id;
-  bool operator==(const ScoredId&) const = default;
+  // Spelled out (not `= default`) so the header also compiles as C++17 under nvcc.
+  friend bool operator==(const ScoredId& a, const ScoredId& b) {
+    return a.score == b.score && a.id == b.id;
+  }
 };
 
 /// Strict "better" order: higher score first, ties broken by smaller id (deterministic).

@@ -42,10 +42,16 @@ class ReadBandwidthProbe {
   /// Mean read bandwidth in bytes/s over `passes` timed passes.
   double measure(int passes = 5) {
     RETROKV_CHECK(passes >= 1, "passes: expected >= 1, got ", passes);
+    double total = 0.0;
+    for (int p = 0; p < passes; ++p) total += time_pass();
+    return static_cast<double>(bytes()) * passes / total;
+  }
+  /// Seconds for one full read of the buffer (callers interleave it with the kernel they compare,
+  /// so both see the same machine load).
+  double time_pass() {
     const auto t0 = std::chrono::steady_clock::now();
-    for (int p = 0; p < passes; ++p) sink_ += parallel_read_sum(buf_.data(), buf_.size());
-    const std::chrono::duration<double> dt = std::chrono::steady_clock::now() - t0;
-    return static_cast<double>(bytes()) * passes / dt.count();
+    sink_ += parallel_read_sum(buf_.data(), static_cast<int64_t>(buf_.size()));
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   }
   /// The sums, so the compiler cannot drop the reads.
   double sink() const { return sink_; }

@@ -70,7 +70,7 @@ inline void kmeans_assign(ConstMatrixView<float> x, const Matrix<float>& c, bool
       const int64_t r0 = b * kKMeansBlockRows;
       const int64_t rows = std::min(kKMeansBlockRows, n - r0);
       Eigen::Map<const RowMajorF, 0, Eigen::OuterStride<>> xb(x.row(r0), rows, d,
-                                                             Eigen::OuterStride<>(x.ld));
+                                                              Eigen::OuterStride<>(x.ld));
       s.resize(rows, k);
       s.noalias() = xb * cm.transpose();
       for (int64_t i = 0; i < rows; ++i) {

@@ -56,6 +56,7 @@ namespace retrokv::cpu::avx2 {
 struct Ops {
   using V = __m256;
   static constexpr int kWidth = 8;
+  static constexpr int kRows = 2;  // 4 heads x 2 rows of accumulators fit 16 ymm registers
   static V zero() { return _mm256_setzero_ps(); }
   static V set1(float x) { return _mm256_set1_ps(x); }
   static V load(const float* p) { return _mm256_loadu_ps(p); }
@@ -82,6 +83,14 @@ struct Ops {
     const __m256 cd = _mm256_hadd_ps(c, d);
     const __m256 abcd = _mm256_hadd_ps(ab, cd);
     _mm_storeu_ps(out, _mm_add_ps(_mm256_castps256_ps128(abcd), _mm256_extractf128_ps(abcd, 1)));
+  }
+  /// out[h][r] = horizontal sum of a[h][r].
+  static void reduce_block(const V (&a)[4][kRows], float (&out)[4][kRows]) {
+    for (int r = 0; r < kRows; ++r) {
+      float t[4];
+      reduce4(a[0][r], a[1][r], a[2][r], a[3][r], t);
+      for (int h = 0; h < 4; ++h) out[h][r] = t[h];
+    }
   }
   static V exp(V x) {
     namespace c = detail::exp_consts;
@@ -128,6 +137,7 @@ namespace retrokv::cpu::avx512 {
 struct Ops {
   using V = __m512;
   static constexpr int kWidth = 16;
+  static constexpr int kRows = 4;  // 4 heads x 4 rows: 16 accumulators of 32 zmm registers
   static V zero() { return _mm512_setzero_ps(); }
   static V set1(float x) { return _mm512_set1_ps(x); }
   static V load(const float* p) { return _mm512_loadu_ps(p); }
@@ -150,6 +160,28 @@ struct Ops {
   }
   static void reduce4(V a, V b, V c, V d, float* out) {
     avx2::Ops::reduce4(fold(a), fold(b), fold(c), fold(d), out);
+  }
+  /// Per 128-bit lane L: [sum of lane L of a, b, c, d] (a lane-wise 4-way reduction).
+  static V lane_sums(V a, V b, V c, V d) {
+    const V ab = _mm512_add_ps(_mm512_unpacklo_ps(a, b), _mm512_unpackhi_ps(a, b));
+    const V cd = _mm512_add_ps(_mm512_unpacklo_ps(c, d), _mm512_unpackhi_ps(c, d));
+    return _mm512_add_ps(_mm512_shuffle_ps(ab, cd, _MM_SHUFFLE(1, 0, 1, 0)),
+                         _mm512_shuffle_ps(ab, cd, _MM_SHUFFLE(3, 2, 3, 2)));
+  }
+  /// out[h][r] = horizontal sum of a[h][r], all 16 at once: lane sums per head, then a 4 x 4
+  /// transpose of 128-bit lanes and two adds (about 2 instructions per sum instead of 6).
+  static void reduce_block(const V (&a)[4][kRows], float (&out)[4][kRows]) {
+    const V t0 = lane_sums(a[0][0], a[0][1], a[0][2], a[0][3]);
+    const V t1 = lane_sums(a[1][0], a[1][1], a[1][2], a[1][3]);
+    const V t2 = lane_sums(a[2][0], a[2][1], a[2][2], a[2][3]);
+    const V t3 = lane_sums(a[3][0], a[3][1], a[3][2], a[3][3]);
+    const V v01 = _mm512_add_ps(_mm512_shuffle_f32x4(t0, t1, _MM_SHUFFLE(1, 0, 1, 0)),
+                                _mm512_shuffle_f32x4(t0, t1, _MM_SHUFFLE(3, 2, 3, 2)));
+    const V v23 = _mm512_add_ps(_mm512_shuffle_f32x4(t2, t3, _MM_SHUFFLE(1, 0, 1, 0)),
+                                _mm512_shuffle_f32x4(t2, t3, _MM_SHUFFLE(3, 2, 3, 2)));
+    const V sum = _mm512_add_ps(_mm512_shuffle_f32x4(v01, v23, _MM_SHUFFLE(2, 0, 2, 0)),
+                                _mm512_shuffle_f32x4(v01, v23, _MM_SHUFFLE(3, 1, 3, 1)));
+    _mm512_storeu_ps(&out[0][0], sum);  // lane h holds rows 0..3 of head h
   }
   static V exp(V x) {
     namespace c = detail::exp_consts;

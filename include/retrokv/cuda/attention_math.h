@@ -32,8 +32,9 @@ struct OnlineSoftmax {
     if (logit2 == -INFINITY) return;
     const float m_new = fmaxf(m, logit2);
     const float a = exp2f(m - m_new);  // m == -inf gives 0, never NaN (m_new is finite)
-    const float b = exp2f(logit2 - m_new) * v_scale;
-    l = l * a + exp2f(logit2 - m_new);
+    const float p = exp2f(logit2 - m_new);
+    const float b = p * v_scale;
+    l = l * a + p;
     for (int i = 0; i < N; ++i) o[i] = o[i] * a + b * v[i];
     m = m_new;
   }

@@ -7,6 +7,8 @@
 
 #include <cstdint>
 
+#include "retrokv/cuda/select_math.h"
+
 namespace retrokv::cuda::detail {
 
 /// Number of set flags before this thread in the block (thread order) and the block total.
@@ -52,14 +54,9 @@ __device__ __forceinline__ void radix_select(KeyFn key, int64_t n, int64_t k, ui
     }
     __syncthreads();
     if (threadIdx.x == 0) {
-      int64_t above = 0;
-      int digit = 255;
-      for (; digit > 0; --digit) {
-        if (above + s_hist[digit] >= remaining) break;
-        above += s_hist[digit];
-      }
-      s_state[0] = digit;
-      s_state[1] = remaining - above;
+      int64_t rest;
+      s_state[0] = radix_pick_digit(s_hist, remaining, &rest);
+      s_state[1] = rest;
     }
     __syncthreads();
     prefix |= static_cast<uint32_t>(s_state[0]) << shift;

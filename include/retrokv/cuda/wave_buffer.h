@@ -58,6 +58,11 @@ class WaveBuffer {
   /// lets the estimation kernel run on the compute stream while misses cross PCIe.
   void wait_ready(Stream compute_stream) const;
 
+  /// Records, on `compute_stream`, that the last step's attention kernels have been enqueued:
+  /// the next prepare_step makes its copy stream wait for them before overwriting evicted pages
+  /// (needed when copies and attention run on different streams).
+  void release_step(Stream compute_stream);
+
   /// The pool and this step's page table, for paged_decode_attention (fixed addresses).
   PagedKV paged_kv() const;
   /// Longest list of the last prepared step, in pages (for plan_paged_decode).
@@ -82,6 +87,7 @@ class WaveBuffer {
   WaveBufferPolicy policy_;
   int64_t max_list_pages_ = 0;
   CUevent_st* uploaded_ = nullptr;
+  CUevent_st* consumed_ = nullptr;
 };
 
 }  // namespace retrokv::cuda

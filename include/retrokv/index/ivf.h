@@ -114,16 +114,15 @@ inline IvfIndex IvfIndex::build(ConstMatrixView<float> keys, const IvfParams& pa
                 params.train_per_list);
   IvfIndex idx;
   idx.params_ = params;
-  const int nlist = params.nlist > 0
-                        ? params.nlist
-                        : static_cast<int>(std::max<int64_t>(
-                              1, std::llround(std::sqrt(static_cast<double>(n)))));
+  const int nlist =
+      params.nlist > 0
+          ? params.nlist
+          : static_cast<int>(std::max<int64_t>(1, std::llround(std::sqrt(static_cast<double>(n)))));
   idx.params_.nlist = nlist;
 
   // Training subset: a seeded random choice of rows, kept in row order.
-  const int64_t n_train = params.train_per_list > 0
-                              ? std::min<int64_t>(n, int64_t{nlist} * params.train_per_list)
-                              : n;
+  const int64_t n_train =
+      params.train_per_list > 0 ? std::min<int64_t>(n, int64_t{nlist} * params.train_per_list) : n;
   Matrix<float> train(n_train, d);
   {
     std::vector<int64_t> rows(static_cast<size_t>(n));
@@ -195,7 +194,8 @@ inline SearchResult IvfIndex::search(ConstMatrixView<float> queries,
   }
   const int nprobe = std::min(nlist(), params.nprobe > 0 ? params.nprobe : params_.nprobe);
   std::vector<float> cs(static_cast<size_t>(nlist()));
-  for (int j = 0; j < nlist(); ++j) cs[j] = detail::roar_group_score(q.data(), g, centroids_.row(j), d);
+  for (int j = 0; j < nlist(); ++j)
+    cs[j] = detail::roar_group_score(q.data(), g, centroids_.row(j), d);
   const std::vector<ScoredId> probes = top_k(cs.data(), nlist(), nprobe);
   TopKCollector top(params.k);
   SearchResult out;

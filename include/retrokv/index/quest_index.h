@@ -59,8 +59,7 @@ class QuestIndex : public TokenIndex {
   float page_bound(const float* q, int64_t p) const {
     const int64_t d = keys_.cols;
     float s = 0.f;
-    for (int64_t t = 0; t < d; ++t)
-      s += std::max(q[t] * min_[p * d + t], q[t] * max_[p * d + t]);
+    for (int64_t t = 0; t < d; ++t) s += std::max(q[t] * min_[p * d + t], q[t] * max_[p * d + t]);
     return s;
   }
 

@@ -184,8 +184,8 @@ inline void check_finite_rows(ConstMatrixView<float> x, const char* name) {
   for (int64_t i = 0; i < x.rows; ++i) {
     const float* r = x.row(i);
     for (int64_t j = 0; j < x.cols; ++j) {
-      RETROKV_CHECK(std::isfinite(r[j]), name, ": expected finite values, got ", r[j], " at (",
-                    i, ", ", j, ")");
+      RETROKV_CHECK(std::isfinite(r[j]), name, ": expected finite values, got ", r[j], " at (", i,
+                    ", ", j, ")");
     }
   }
 }
@@ -193,8 +193,8 @@ inline void check_finite_rows(ConstMatrixView<float> x, const char* name) {
 /// Rows of the training-query subset, ascending.
 inline std::vector<int64_t> roar_train_rows(int64_t m, const RoarGraphParams& p) {
   std::vector<int64_t> rows;
-  const int64_t want = (p.max_train_queries > 0 && p.max_train_queries < m) ? p.max_train_queries
-                                                                            : m;
+  const int64_t want =
+      (p.max_train_queries > 0 && p.max_train_queries < m) ? p.max_train_queries : m;
   if (want == m) {
     rows.resize(static_cast<size_t>(m));
     std::iota(rows.begin(), rows.end(), 0);
@@ -311,7 +311,8 @@ inline RoarGraphIndex RoarGraphIndex::build(ConstMatrixView<float> keys,
       if (start[p] == start[p + 1]) continue;
       std::vector<int32_t> cand;
       for (int r = 1; r < k_train; ++r)
-        for (int64_t s = start[p]; s < start[p + 1]; ++s) cand.push_back(knn.row_ids(by_pivot[s])[r]);
+        for (int64_t s = start[p]; s < start[p + 1]; ++s)
+          cand.push_back(knn.row_ids(by_pivot[s])[r]);
       lists[p] = detail::occlusion_prune(kd, d, static_cast<int32_t>(p), cand, M, {}, nrm);
     }
     // Reverse edges within the bound M, sources in id order.
@@ -351,8 +352,8 @@ inline RoarGraphIndex RoarGraphIndex::build(ConstMatrixView<float> keys,
         const std::vector<ScoredId> res = detail::beam_search(
             kd, n, d, kd + v * d, 1, idx.entry_points_.data(),
             static_cast<int>(idx.entry_points_.size()), params.L, nb, &scanned, nrm);
-        extra[v] = detail::occlusion_prune(kd, d, static_cast<int32_t>(v), ids_of(res), M,
-                                           lists[v], nrm);
+        extra[v] =
+            detail::occlusion_prune(kd, d, static_cast<int32_t>(v), ids_of(res), M, lists[v], nrm);
       }
       if (params.show_progress) bar.advance(std::min(n, (c + 1) * grain) - c * grain);
     }
@@ -545,7 +546,8 @@ inline void RoarGraphIndex::insert(ConstMatrixView<float> new_keys) {
   const int64_t b = new_keys.rows, n = n0 + b;
   Matrix<float> grown(n, d);
   std::copy(keys_.data(), keys_.data() + n0 * d, grown.data());
-  for (int64_t i = 0; i < b; ++i) std::copy(new_keys.row(i), new_keys.row(i) + d, grown.row(n0 + i));
+  for (int64_t i = 0; i < b; ++i)
+    std::copy(new_keys.row(i), new_keys.row(i) + d, grown.row(n0 + i));
   Lists lists = to_lists();
   // Commit only after everything that can throw (allocation) has run.
   Matrix<float> old_keys = std::move(keys_);
@@ -569,9 +571,9 @@ inline void RoarGraphIndex::insert(ConstMatrixView<float> new_keys) {
       auto nb = [&](int32_t u) {
         return std::pair<const int32_t*, int>(lists[u].data(), static_cast<int>(lists[u].size()));
       };
-      std::vector<ScoredId> pool = detail::beam_search(
-          kd, s0, d, qv, 1, entry_points_.data(), static_cast<int>(entry_points_.size()),
-          params_.L, nb, &scanned, nrm);
+      std::vector<ScoredId> pool =
+          detail::beam_search(kd, s0, d, qv, 1, entry_points_.data(),
+                              static_cast<int>(entry_points_.size()), params_.L, nb, &scanned, nrm);
       for (int64_t u = s0; u < s1; ++u) {
         if (u == v) continue;
         const float s = detail::roar_dot(qv, kd + u * d, d);

@@ -18,16 +18,16 @@ namespace retrokv::detail {
 // arithmetic (no FMA contraction under ISO C++ mode) whatever vector width the compiler maps the
 // lanes to, so the AVX-512, AVX2 and baseline clones return bit-identical results and a saved
 // graph does not depend on the machine that built it. Chosen once at run time.
-#define RETROKV_ROAR_DOT_BODY                                                   \
-  float acc[16] = {};                                                           \
-  int64_t j = 0;                                                                \
-  for (; j + 16 <= d; j += 16) {                                                \
-    for (int l = 0; l < 16; ++l) acc[l] += a[j + l] * b[j + l];                 \
-  }                                                                             \
-  for (int l = 0; j < d; ++j, ++l) acc[l] += a[j] * b[j];                       \
-  for (int w = 8; w >= 1; w /= 2) {                                             \
-    for (int l = 0; l < w; ++l) acc[l] += acc[l + w];                           \
-  }                                                                             \
+#define RETROKV_ROAR_DOT_BODY                                   \
+  float acc[16] = {};                                           \
+  int64_t j = 0;                                                \
+  for (; j + 16 <= d; j += 16) {                                \
+    for (int l = 0; l < 16; ++l) acc[l] += a[j + l] * b[j + l]; \
+  }                                                             \
+  for (int l = 0; j < d; ++j, ++l) acc[l] += a[j] * b[j];       \
+  for (int w = 8; w >= 1; w /= 2) {                             \
+    for (int l = 0; l < w; ++l) acc[l] += acc[l + w];           \
+  }                                                             \
   return acc[0];
 
 inline float roar_dot_base(const float* RETROKV_RESTRICT a, const float* RETROKV_RESTRICT b,
@@ -41,8 +41,8 @@ __attribute__((target("avx2"))) inline float roar_dot_avx2(const float* RETROKV_
   RETROKV_ROAR_DOT_BODY
 }
 __attribute__((target("avx512f"))) inline float roar_dot_avx512(const float* RETROKV_RESTRICT a,
-                                                               const float* RETROKV_RESTRICT b,
-                                                               int64_t d) {
+                                                                const float* RETROKV_RESTRICT b,
+                                                                int64_t d) {
   RETROKV_ROAR_DOT_BODY
 }
 #endif
@@ -179,7 +179,8 @@ inline std::vector<int32_t> occlusion_prune(const float* keys, int64_t d, int32_
     if (std::find(exclude.begin(), exclude.end(), c) != exclude.end()) continue;
     const float* ck = keys + int64_t{c} * d;
     // Both rules compare "closeness to c" of r and base; for L2 the |c|^2 term cancels.
-    const float s_base = sq_norms ? 2.f * roar_dot(bk, ck, d) - sq_norms[base] : roar_dot(bk, ck, d);
+    const float s_base =
+        sq_norms ? 2.f * roar_dot(bk, ck, d) - sq_norms[base] : roar_dot(bk, ck, d);
     bool occluded = false;
     for (int32_t r : kept) {
       const float s_r = sq_norms ? 2.f * roar_dot(keys + int64_t{r} * d, ck, d) - sq_norms[r]

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "retrokv/core/attention_state.h"
+#include "retrokv/core/config.h"
 
 namespace retrokv::detail {
 
@@ -38,11 +39,14 @@ inline void estimate_zone(const float* logits, int64_t n_clusters, int g, const 
   for (int64_t i = 0; i < n; ++i) {
     const int32_t c = clusters[i];
     const float size = static_cast<float>(offsets[c + 1] - offsets[c]);
-    Eigen::Map<const Eigen::VectorXf> vs(value_sums + static_cast<int64_t>(c) * d, d);
+    const float* RETROKV_RESTRICT vs = value_sums + static_cast<int64_t>(c) * d;
     for (int h = 0; h < g; ++h) {
       const float wt = std::exp(logits[h * n_clusters + c] - m[h]);
       z[h] += static_cast<double>(wt) * size;
-      Eigen::Map<Eigen::VectorXf>(o + static_cast<int64_t>(h) * d, d) += wt * vs;
+      // A plain loop the compiler vectorises: a short Eigen expression per row costs more in
+      // setup than the d multiply-adds it does.
+      float* RETROKV_RESTRICT oh = o + static_cast<int64_t>(h) * d;
+      for (int t = 0; t < d; ++t) oh[t] += wt * vs[t];
     }
   }
   for (int h = 0; h < g; ++h) {

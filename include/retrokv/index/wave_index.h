@@ -15,6 +15,7 @@
 #include "retrokv/core/attention_state.h"
 #include "retrokv/core/checksum.h"
 #include "retrokv/core/error.h"
+#include "retrokv/core/topk.h"
 #include "retrokv/core/view.h"
 #include "retrokv/cpu/attention.h"
 #include "retrokv/cpu/kmeans.h"
@@ -41,9 +42,9 @@ class WaveIndex : public TokenIndex {
             const WaveParams& params = {}) {
     check_params(params);
     RETROKV_CHECK(keys.cols >= 1, "keys: expected d >= 1 columns, got ", keys.cols);
-    RETROKV_CHECK(values.rows == keys.rows && values.cols == keys.cols,
-                  "values: expected shape (", keys.rows, ", ", keys.cols, ") as keys, got (",
-                  values.rows, ", ", values.cols, ")");
+    RETROKV_CHECK(values.rows == keys.rows && values.cols == keys.cols, "values: expected shape (",
+                  keys.rows, ", ", keys.cols, ") as keys, got (", values.rows, ", ", values.cols,
+                  ")");
     RETROKV_CHECK(keys.rows < int64_t{1} << 31, "keys: at most 2^31 - 1 rows, got ", keys.rows);
     check_finite(keys, "keys");
     check_finite(values, "values");
@@ -96,8 +97,8 @@ class WaveIndex : public TokenIndex {
     std::vector<float> steady_lse;
     if (b.tolerance > 0.0) steady_lse = steady_group_lse(queries, scale);
     std::vector<float> logits = score_centroids(queries, scale);
-    const WaveSelection sel = select_from_logits(logits, static_cast<int>(queries.rows), b,
-                                                 steady_lse);
+    const WaveSelection sel =
+        select_from_logits(logits, static_cast<int>(queries.rows), b, steady_lse);
     SearchResult res;
     std::vector<ScoredPos> cand;
     auto add = [&](const float* k, int32_t id) {
@@ -120,8 +121,8 @@ class WaveIndex : public TokenIndex {
       res.ids.push_back(c.id);
       res.scores.push_back(c.score);
     }
-    res.keys_scanned = n_clusters() + static_cast<int64_t>(steady_ids_.size()) +
-                       sel.retrieval_tokens;
+    res.keys_scanned =
+        n_clusters() + static_cast<int64_t>(steady_ids_.size()) + sel.retrieval_tokens;
     return res;
   }
 
@@ -202,8 +203,10 @@ class WaveIndex : public TokenIndex {
     RETROKV_CHECK(k.cols == d_, "k: expected ", d_, " columns, got ", k.cols);
     RETROKV_CHECK(v.rows == k.rows && v.cols == k.cols, "v: expected shape (", k.rows, ", ", d_,
                   ") as k, got (", v.rows, ", ", v.cols, ")");
-    RETROKV_CHECK(n_tokens_ + k.rows < int64_t{1} << 31, "k: the index would exceed 2^31 - 1 "
-                  "tokens (", n_tokens_, " + ", k.rows, ")");
+    RETROKV_CHECK(n_tokens_ + k.rows < int64_t{1} << 31,
+                  "k: the index would exceed 2^31 - 1 "
+                  "tokens (",
+                  n_tokens_, " + ", k.rows, ")");
     check_finite(k, "k");
     check_finite(v, "v");
     for (int64_t i = 0; i < k.rows; ++i) {
@@ -356,7 +359,8 @@ class WaveIndex : public TokenIndex {
     for (const WaveSegment& s : x.segments_) {
       r.check(s.first_cluster == next_cluster && s.n_clusters >= 1 &&
                   s.first_cluster + s.n_clusters <= static_cast<int64_t>(n_c) &&
-                  s.first_token >= 0 && s.n_tokens >= 1 && s.first_token + s.n_tokens <= x.n_tokens_,
+                  s.first_token >= 0 && s.n_tokens >= 1 &&
+                  s.first_token + s.n_tokens <= x.n_tokens_,
               "segment table");
       next_cluster += s.n_clusters;
     }
@@ -504,7 +508,7 @@ class WaveIndex : public TokenIndex {
     using RowMajorF = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
     Eigen::Map<const RowMajorF> c(centroids_.data(), n_c, d_);
     Eigen::Map<const RowMajorF, 0, Eigen::OuterStride<>> qm(q.data, g, d_,
-                                                           Eigen::OuterStride<>(q.ld));
+                                                            Eigen::OuterStride<>(q.ld));
     // One GEMM (C, d) x (d, g): the centroids are streamed once for the whole group. Its
     // column-major (C, g) result is the row-major (g, C) layout the rest expects.
     Eigen::Map<Eigen::MatrixXf> o(out.data(), n_c, g);
@@ -552,11 +556,9 @@ class WaveIndex : public TokenIndex {
       // exp of a huge gap is +inf in double: the clusters' share is then 0, never NaN.
       steady_mass[h] = steady_lse.empty() ? 0.0 : std::exp(static_cast<double>(steady_lse[h]) - m);
     }
-    std::vector<int32_t> rank(n_c);
-    std::iota(rank.begin(), rank.end(), 0);
-    auto better = [&](int32_t x, int32_t y) {
-      return score[x] > score[y] || (score[x] == score[y] && x < y);
-    };
+    // Rank (score, id) pairs by value: no indirection in the comparisons.
+    std::vector<ScoredId> ranked(n_c);
+    for (int64_t c = 0; c < n_c; ++c) ranked[c] = {score[c], static_cast<int32_t>(c)};
     // How many ranked clusters we need; the order beyond that is never looked at.
     int64_t need = n_c;
     const bool fixed = b.tolerance <= 0.0 && b.retrieval_tokens == 0 && b.estimation_tokens == 0;
@@ -564,10 +566,12 @@ class WaveIndex : public TokenIndex {
       need = std::min(n_c, frac_count(b.retrieval_frac, n_c) + frac_count(b.estimation_frac, n_c));
     }
     if (need < n_c) {
-      std::nth_element(rank.begin(), rank.begin() + need, rank.end(), better);
-      rank.resize(need);
+      std::nth_element(ranked.begin(), ranked.begin() + need, ranked.end(), better);
+      ranked.resize(need);
     }
-    std::sort(rank.begin(), rank.end(), better);
+    std::sort(ranked.begin(), ranked.end(), better);
+    std::vector<int32_t> rank(ranked.size());
+    for (size_t i = 0; i < ranked.size(); ++i) rank[i] = ranked[i].id;
 
     int64_t r = 0;
     const int64_t n_r = static_cast<int64_t>(rank.size());
@@ -611,8 +615,8 @@ class WaveIndex : public TokenIndex {
         double got = 0.0;
         for (int32_t c : sel.retrieval)
           got += static_cast<double>(e[h * n_c + c]) * cluster_size(c);
-        worst = std::max(worst, std::max(0.0, cluster_mass[h] - got) /
-                                    (cluster_mass[h] + steady_mass[h]));
+        worst = std::max(worst,
+                         std::max(0.0, cluster_mass[h] - got) / (cluster_mass[h] + steady_mass[h]));
       }
       sel.estimated_remaining_mass = worst;
     }
@@ -620,8 +624,8 @@ class WaveIndex : public TokenIndex {
   }
 
   static int64_t frac_count(double frac, int64_t n) {
-    return std::min<int64_t>(
-        n, static_cast<int64_t>(std::ceil(frac * static_cast<double>(n) - 1e-9)));
+    return std::min<int64_t>(n,
+                             static_cast<int64_t>(std::ceil(frac * static_cast<double>(n) - 1e-9)));
   }
 
   WaveParams params_;

@@ -36,19 +36,19 @@ struct WaveParams {
   /// Every this many appended tokens, the steady zone's tokens older than the last n_local
   /// become a new segment of clusters (old segments are not re-clustered).
   int64_t update_interval = 1024;
-  uint64_t seed = 0;   ///< recorded for reproducibility; seeds are evenly spaced (deterministic)
-  WaveBudget budget;   ///< default budget of attend() and select()
+  uint64_t seed = 0;  ///< recorded for reproducibility; seeds are evenly spaced (deterministic)
+  WaveBudget budget;  ///< default budget of attend() and select()
 };
 
 /// What one decode step (one GQA group) did: the budget it chose and the work it took.
 struct WaveStats {
-  int64_t n_clusters = 0;             ///< centroids scored
-  int64_t steady_tokens = 0;          ///< exact: sinks, local window, appended tokens
-  int64_t retrieval_clusters = 0;     ///< exact: clusters read
-  int64_t retrieval_tokens = 0;       ///< exact: their tokens
-  int64_t estimation_clusters = 0;    ///< estimated from centroid, value sum and size
-  int64_t estimation_tokens = 0;      ///< tokens those clusters stand for
-  int64_t total_tokens = 0;           ///< all tokens the index holds
+  int64_t n_clusters = 0;           ///< centroids scored
+  int64_t steady_tokens = 0;        ///< exact: sinks, local window, appended tokens
+  int64_t retrieval_clusters = 0;   ///< exact: clusters read
+  int64_t retrieval_tokens = 0;     ///< exact: their tokens
+  int64_t estimation_clusters = 0;  ///< estimated from centroid, value sum and size
+  int64_t estimation_tokens = 0;    ///< tokens those clusters stand for
+  int64_t total_tokens = 0;         ///< all tokens the index holds
   /// Largest over the group's heads of the centroid-estimated share of attention mass outside
   /// the exactly attended tokens (estimation + dropped zones), in [0, 1].
   double estimated_remaining_mass = 0.0;
@@ -69,7 +69,7 @@ struct WaveSelection {
 
 /// One clustering segment: consecutive original tokens and the clusters made from them.
 struct WaveSegment {
-  int64_t first_token = 0;   ///< smallest original token id of the segment
+  int64_t first_token = 0;  ///< smallest original token id of the segment
   int64_t n_tokens = 0;
   int64_t first_cluster = 0;
   int64_t n_clusters = 0;
