@@ -136,8 +136,7 @@ void FullAttentionBackend::decode(int layer, const float* q, const float* k, con
   // Each KV head's GQA group reads its keys once (retrokv::cpu::attend_full, split-KV over the
   // context). Contexts too short to split run the KV heads in parallel instead, once there is
   // enough work (>= 1024 keys) to pay for the threads.
-  const bool heads_parallel =
-      n_keys >= 1024 && n_keys < 2 * cpu::default_attend_chunk(n_keys);
+  const bool heads_parallel = n_keys >= 1024 && n_keys < 2 * cpu::default_attend_chunk(n_keys);
 #pragma omp parallel for schedule(static) if (heads_parallel)
   for (int g = 0; g < shape_.n_kv_heads; ++g) {
     std::vector<float> lse(static_cast<std::size_t>(group));

@@ -91,8 +91,9 @@ __attribute__((target("avx2,fma"))) void panel_avx2(const float* a, int64_t lda,
 bool gemm_has_avx2() {
 #ifdef RETROKV_GEMM_X86
   // RETROKV_GEMM=eigen forces the Eigen path (to compare the two).
-  static const bool has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-                          !(std::getenv("RETROKV_GEMM") && std::string(std::getenv("RETROKV_GEMM")) == "eigen");
+  static const bool has =
+      __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+      !(std::getenv("RETROKV_GEMM") && std::string(std::getenv("RETROKV_GEMM")) == "eigen");
   return has;
 #else
   return false;

@@ -49,8 +49,8 @@ int32_t Sampler::sample(std::span<const float> logits) {
 }
 
 std::vector<int32_t> generate(LlamaModel& model, AttentionBackend& backend,
-                              std::span<const int32_t> prompt, int max_new_tokens,
-                              Sampler& sampler, int32_t stop_id, GenerationStats* stats,
+                              std::span<const int32_t> prompt, int max_new_tokens, Sampler& sampler,
+                              int32_t stop_id, GenerationStats* stats,
                               const std::function<void(int32_t)>& on_token) {
   RETROKV_CHECK(!prompt.empty(), "prompt: expected at least one token, got 0");
   RETROKV_CHECK(max_new_tokens >= 0, "max_new_tokens: expected >= 0, got ", max_new_tokens);

@@ -153,8 +153,8 @@ double scalar_as_double(const GgufValue& v) {
 
 void read_value(Cursor& c, GgufValueType t, GgufValue& v, const std::string& key, int depth) {
   if (t != GgufValueType::kArray) return read_scalar(c, t, v, key);
-  RETROKV_CHECK(depth < kMaxArrayDepth, "gguf: corrupt file: key '", key, "' nests arrays deeper than ",
-                kMaxArrayDepth);
+  RETROKV_CHECK(depth < kMaxArrayDepth, "gguf: corrupt file: key '", key,
+                "' nests arrays deeper than ", kMaxArrayDepth);
   v.type = GgufValueType::kArray;
   v.elem_type = check_value_type(c.read<uint32_t>("array type"), key);
   const uint64_t n = c.read<uint64_t>("array length");
@@ -168,7 +168,8 @@ void read_value(Cursor& c, GgufValueType t, GgufValue& v, const std::string& key
     for (std::size_t j = 0; j < count; ++j) v.strings.push_back(c.read_string("array element"));
   } else if (v.elem_type == GgufValueType::kArray) {
     v.array.resize(count);
-    for (std::size_t j = 0; j < count; ++j) read_value(c, GgufValueType::kArray, v.array[j], key, depth + 1);
+    for (std::size_t j = 0; j < count; ++j)
+      read_value(c, GgufValueType::kArray, v.array[j], key, depth + 1);
   } else {
     v.numbers.reserve(count);
     GgufValue e;
@@ -444,7 +445,8 @@ std::vector<int64_t> GgufFile::get_int_array(std::string_view key) const {
   const GgufValue& v = require(*this, key);
   GgufValue probe;
   probe.type = v.elem_type;
-  if (v.type != GgufValueType::kArray || !probe.is_integer()) wrong_type(key, "array of integers", v);
+  if (v.type != GgufValueType::kArray || !probe.is_integer())
+    wrong_type(key, "array of integers", v);
   std::vector<int64_t> out;
   out.reserve(v.numbers.size());
   for (double x : v.numbers) out.push_back(static_cast<int64_t>(x));
@@ -505,12 +507,12 @@ void put_string(std::vector<uint8_t>& out, const std::string& s) {
 }
 }  // namespace
 
-#define RETROKV_GGUF_ADD(fn, ctype, vtype)                        \
-  void GgufWriter::fn(const std::string& key, ctype v) {          \
-    put_string(kv_, key);                                         \
+#define RETROKV_GGUF_ADD(fn, ctype, vtype)                           \
+  void GgufWriter::fn(const std::string& key, ctype v) {             \
+    put_string(kv_, key);                                            \
     put<uint32_t>(kv_, static_cast<uint32_t>(GgufValueType::vtype)); \
-    put<ctype>(kv_, v);                                           \
-    ++n_kv_;                                                      \
+    put<ctype>(kv_, v);                                              \
+    ++n_kv_;                                                         \
   }
 RETROKV_GGUF_ADD(add_uint8, uint8_t, kUint8)
 RETROKV_GGUF_ADD(add_int8, int8_t, kInt8)

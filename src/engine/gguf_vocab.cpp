@@ -19,8 +19,8 @@ int32_t read_id(const GgufFile& f, const char* key) {
 
 TokenizerVocab tokenizer_vocab_from_gguf(const GgufFile& f) {
   const std::string model = f.get_string_or("tokenizer.ggml.model", "gpt2");
-  RETROKV_CHECK(model == "gpt2", "gguf: tokenizer.ggml.model must be 'gpt2' (byte-level BPE), got '",
-                model, "'");
+  RETROKV_CHECK(model == "gpt2",
+                "gguf: tokenizer.ggml.model must be 'gpt2' (byte-level BPE), got '", model, "'");
   TokenizerVocab v;
   v.tokens = f.get_string_array("tokenizer.ggml.tokens");
   if (f.has("tokenizer.ggml.token_type")) {

@@ -69,8 +69,9 @@ LlamaConfig LlamaConfig::from_gguf(const GgufFile& f) {
   c.n_layers = read_dim(f, "llama.block_count");
   c.d_model = read_dim(f, "llama.embedding_length");
   c.n_heads = read_dim(f, "llama.attention.head_count");
-  c.n_kv_heads = f.has("llama.attention.head_count_kv") ? read_dim(f, "llama.attention.head_count_kv")
-                                                        : c.n_heads;
+  c.n_kv_heads = f.has("llama.attention.head_count_kv")
+                     ? read_dim(f, "llama.attention.head_count_kv")
+                     : c.n_heads;
   c.d_ff = read_dim(f, "llama.feed_forward_length");
   c.context_length = static_cast<int64_t>(f.get_uint_or("llama.context_length", 2048));
   c.rope_base = static_cast<float>(f.get_float_or("llama.rope.freq_base", 10000.0));
@@ -80,15 +81,17 @@ LlamaConfig LlamaConfig::from_gguf(const GgufFile& f) {
   RETROKV_CHECK(c.n_heads % c.n_kv_heads == 0, "llama: head_count (", c.n_heads,
                 ") must be a multiple of head_count_kv (", c.n_kv_heads, ")");
   c.head_dim = c.d_model / c.n_heads;
-  c.rope_dims = f.has("llama.rope.dimension_count") ? read_dim(f, "llama.rope.dimension_count")
-                                                    : c.head_dim;
+  c.rope_dims =
+      f.has("llama.rope.dimension_count") ? read_dim(f, "llama.rope.dimension_count") : c.head_dim;
   RETROKV_CHECK(c.rope_dims <= c.head_dim && c.rope_dims % 2 == 0,
                 "llama: rope.dimension_count must be even and <= head_dim (", c.head_dim, "), got ",
                 c.rope_dims);
-  RETROKV_CHECK(c.rope_base > 0 && c.rms_eps > 0, "llama: rope.freq_base and rms epsilon must be > 0");
+  RETROKV_CHECK(c.rope_base > 0 && c.rms_eps > 0,
+                "llama: rope.freq_base and rms epsilon must be > 0");
   const GgufTensorInfo& emb = f.tensor("token_embd.weight");
-  RETROKV_CHECK(emb.dims.size() == 2 && emb.dims[0] == c.d_model, "token_embd.weight: expected dims [",
-                c.d_model, ", vocab], got dim 0 = ", emb.dims[0]);
+  RETROKV_CHECK(emb.dims.size() == 2 && emb.dims[0] == c.d_model,
+                "token_embd.weight: expected dims [", c.d_model,
+                ", vocab], got dim 0 = ", emb.dims[0]);
   c.vocab_size = static_cast<int>(emb.dims[1]);
   c.tied_embeddings = f.find_tensor("output.weight") == nullptr;
   return c;
@@ -167,7 +170,8 @@ Matrix<float> LlamaModel::forward(std::span<const int32_t> tokens, AttentionBack
     const int64_t count = std::min(chunk_size_, n - begin);
     const bool last = begin + count == n;
     if (all_logits) {
-      forward_chunk(tokens.subspan(begin, count), backend, true, logits.view().slice_rows(begin, count));
+      forward_chunk(tokens.subspan(begin, count), backend, true,
+                    logits.view().slice_rows(begin, count));
     } else {
       forward_chunk(tokens.subspan(begin, count), backend, false,
                     last ? logits.view() : MatrixView<float>());

@@ -69,6 +69,9 @@ TEST(CoreErrors, Views) {
   expect_error([&] { v.slice_rows(2, 3); }, {"slice_rows", "4 rows"});
   expect_error([&] { v.slice_rows(-1, 1); }, {"slice_rows"});
   expect_error([] { Matrix<float>(3, -2); }, {"Matrix", "negative shape", "-2"});
+  // Sizes whose byte count wraps must be refused before any allocation (safe under ASan too).
+  expect_error([] { Matrix<float>(int64_t{1} << 62, int64_t{1} << 62); }, {"Matrix", "overflows"});
+  expect_error([] { AlignedBuffer<float>(SIZE_MAX / 2); }, {"out of host memory", "elements"});
 #ifndef RETROKV_TEST_ASAN
   if (std::getenv("RETROKV_SANITIZER_BUILD") == nullptr) {
     expect_error([] { Matrix<float>(int64_t{1} << 30, int64_t{1} << 30); }, {"out of host memory"});

@@ -129,8 +129,9 @@ TEST(Gguf, TensorsAreAlignedAndDequantise) {
 TEST(Gguf, OpensFromDiskWithMmap) {
   const std::string path = ::testing::TempDir() + "/retrokv_test_small.gguf";
   const std::vector<uint8_t> bytes = small_file();
-  std::ofstream(path, std::ios::binary).write(reinterpret_cast<const char*>(bytes.data()),
-                                              static_cast<std::streamsize>(bytes.size()));
+  std::ofstream(path, std::ios::binary)
+      .write(reinterpret_cast<const char*>(bytes.data()),
+             static_cast<std::streamsize>(bytes.size()));
   const GgufFile f = GgufFile::open(path);
   EXPECT_EQ(f.dequantize(f.tensor("vec")), (std::vector<float>{1, 2, 3}));
   EXPECT_THROW(GgufFile::open(path + ".missing"), retrokv::Error);
@@ -155,9 +156,9 @@ TEST(Gguf, RejectsBadHeaders) {
     c[at] = value;
     return c;
   };
-  EXPECT_THROW(GgufFile::from_bytes(with(0, 'X')), retrokv::Error);  // magic
-  EXPECT_THROW(GgufFile::from_bytes(with(4, 1)), retrokv::Error);    // version 1
-  EXPECT_THROW(GgufFile::from_bytes(with(4, 4)), retrokv::Error);    // version 4
+  EXPECT_THROW(GgufFile::from_bytes(with(0, 'X')), retrokv::Error);    // magic
+  EXPECT_THROW(GgufFile::from_bytes(with(4, 1)), retrokv::Error);      // version 1
+  EXPECT_THROW(GgufFile::from_bytes(with(4, 4)), retrokv::Error);      // version 4
   EXPECT_THROW(GgufFile::from_bytes(with(15, 0x7f)), retrokv::Error);  // absurd tensor count
   EXPECT_THROW(GgufFile::from_bytes({}), retrokv::Error);
   GgufWriter w;

@@ -34,7 +34,8 @@ constexpr double kPerplexityBound = 21.0;
 
 std::string model_path() {
   const char* dir = std::getenv("RETROKV_MODEL_DIR");
-  const std::string base = (dir && *dir) ? std::string(dir) : std::string(RETROKV_SOURCE_DIR) + "/models";
+  const std::string base =
+      (dir && *dir) ? std::string(dir) : std::string(RETROKV_SOURCE_DIR) + "/models";
   return base + "/" + eng::kSmolLM2FileName;
 }
 
@@ -148,12 +149,14 @@ TEST_F(SmolLM2, PerplexityOnGpl3) {
   const int64_t chunk = 512;
   for (int64_t begin = 0; begin + 1 < 2048; begin += chunk) {
     const int64_t count = std::min<int64_t>(chunk, 2048 - begin);
-    const retrokv::Matrix<float> logits = m.forward(
-        std::span<const int32_t>(ids.data() + begin, static_cast<std::size_t>(count)), backend, true);
+    const retrokv::Matrix<float> logits =
+        m.forward(std::span<const int32_t>(ids.data() + begin, static_cast<std::size_t>(count)),
+                  backend, true);
     for (int64_t r = 0; r < count && begin + r + 1 < 2048; ++r) {
       const float* row = logits.row(r);
       double mx = row[0];
-      for (int j = 1; j < m.config().vocab_size; ++j) mx = std::max(mx, static_cast<double>(row[j]));
+      for (int j = 1; j < m.config().vocab_size; ++j)
+        mx = std::max(mx, static_cast<double>(row[j]));
       double z = 0;
       for (int j = 0; j < m.config().vocab_size; ++j) z += std::exp(row[j] - mx);
       nll += mx + std::log(z) - row[ids[begin + r + 1]];
@@ -222,8 +225,8 @@ namespace {
 TEST(GemmNt, MatchesNaiveProduct) {
   std::mt19937 rng(3);
   std::uniform_real_distribution<float> u(-1, 1);
-  for (auto [m, n, k] : {std::tuple{1, 1, 1}, {1, 200, 576}, {7, 5, 13}, {130, 97, 64},
-                         {5, 301, 37}}) {
+  for (auto [m, n, k] :
+       {std::tuple{1, 1, 1}, {1, 200, 576}, {7, 5, 13}, {130, 97, 64}, {5, 301, 37}}) {
     const int64_t lda = k + 3, ldb = k + 1, ldc = n + 2;
     std::vector<float> a(m * lda), b(n * ldb), c(m * ldc, -7.0f);
     for (auto& x : a) x = u(rng);

@@ -47,7 +47,8 @@ int main(int argc, char** argv) {
   bool chat = false;
   auto* p = app.add_option("--prompt", prompt, "prompt text");
   app.add_option("--prompt-file", prompt_file, "read the prompt from a file")->excludes(p);
-  app.add_option("--max-new-tokens,-n", max_new, "tokens to generate")->check(CLI::NonNegativeNumber);
+  app.add_option("--max-new-tokens,-n", max_new, "tokens to generate")
+      ->check(CLI::NonNegativeNumber);
   app.add_option("--temperature,-t", temperature, "sampling temperature (0 = greedy)")
       ->check(CLI::NonNegativeNumber);
   app.add_option("--top-k", top_k, "sample among the top-k tokens (0 = all)");

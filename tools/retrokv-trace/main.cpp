@@ -53,7 +53,7 @@ std::vector<int> parse_list(const std::string& s, int limit, const char* what) {
 
 // Per (layer, kv head): rows appended in position order as the model runs.
 struct HeadTrace {
-  std::vector<float> keys, values;           // (n_total, d)
+  std::vector<float> keys, values;            // (n_total, d)
   std::vector<std::vector<float>> prefill_q;  // group x (n_prompt, d)
   std::vector<std::vector<float>> decode_q;   // group x (n_gen, d)
 };
@@ -101,8 +101,8 @@ int main(int argc, char** argv) {
     if (max_tokens > 0 && static_cast<int64_t>(ids.size()) > max_tokens) ids.resize(max_tokens);
     RETROKV_CHECK(!ids.empty(), "--text: '", text_path, "' gave no tokens");
     const int64_t n_prompt = static_cast<int64_t>(ids.size());
-    RETROKV_CHECK(n_prompt + n_gen <= cfg.context_length, "--max-tokens + --gen: ", n_prompt,
-                  " + ", n_gen, " exceeds the model's context of ", cfg.context_length);
+    RETROKV_CHECK(n_prompt + n_gen <= cfg.context_length, "--max-tokens + --gen: ", n_prompt, " + ",
+                  n_gen, " exceeds the model's context of ", cfg.context_length);
 
     std::map<std::pair<int, int>, HeadTrace> traces;
     std::vector<char> want_layer(static_cast<std::size_t>(cfg.n_layers), 0);
@@ -164,8 +164,7 @@ int main(int argc, char** argv) {
         dq.insert(dq.end(), t.decode_q[j].begin(), t.decode_q[j].end());
         q_heads.push_back(h * group + j);
       }
-      retrokv::save_npy((dir / "prefill_queries.npy").string(), pq.data(),
-                        {group, n_prompt, d});
+      retrokv::save_npy((dir / "prefill_queries.npy").string(), pq.data(), {group, n_prompt, d});
       retrokv::save_npy((dir / "decode_queries.npy").string(), dq.data(),
                         {group, static_cast<int64_t>(gen.size()), d});
       nlohmann::json e = {{"layer", layer}, {"kv_head", h}, {"dir", name}, {"q_heads", q_heads}};

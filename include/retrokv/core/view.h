@@ -84,6 +84,8 @@ class AlignedBuffer {
     ptr_.reset();
     size_ = 0;
     if (n == 0) return;
+    RETROKV_CHECK(n <= (SIZE_MAX - kAlignment) / sizeof(T), "out of host memory: ", n,
+                  " elements of ", sizeof(T), " bytes overflow the address space");
     const std::size_t bytes = ((n * sizeof(T) + kAlignment - 1) / kAlignment) * kAlignment;
     void* p = std::aligned_alloc(kAlignment, bytes);
     RETROKV_CHECK(p != nullptr, "out of host memory: asked for ", bytes, " bytes");
@@ -120,7 +122,10 @@ class Matrix {
   Matrix(int64_t rows, int64_t cols) { resize(rows, cols); }
   void resize(int64_t rows, int64_t cols) {
     RETROKV_CHECK(rows >= 0 && cols >= 0, "Matrix: negative shape (", rows, ", ", cols, ")");
-    buf_.resize(static_cast<std::size_t>(rows * cols));
+    int64_t total = 0;
+    RETROKV_CHECK(!__builtin_mul_overflow(rows, cols, &total), "Matrix: shape (", rows, ", ", cols,
+                  ") overflows int64");
+    buf_.resize(static_cast<std::size_t>(total));
     rows_ = rows;
     cols_ = cols;
   }

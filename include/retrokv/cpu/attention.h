@@ -99,7 +99,9 @@ void attend_rows(ConstMatrixView<float> q, RowSource<T> krows, RowSource<T> vrow
       kb.begin += b0;
       vb.begin += b0;
     }
-    rk.dot_rows(s.q.data(), d, g, kb, nb, d, s.scores.data(), B);
+    // Scoring this block's keys prefetches its values; accumulating the values prefetches the
+    // next block's keys (two alternating streams defeat the hardware prefetchers otherwise).
+    rk.dot_rows(s.q.data(), d, g, kb, nb, d, s.scores.data(), B, vb, nb);
     for (int h = 0; h < g; ++h) {
       float* sh = s.scores.data() + static_cast<size_t>(h) * B;
       float bm = sh[0];
@@ -116,7 +118,14 @@ void attend_rows(ConstMatrixView<float> q, RowSource<T> krows, RowSource<T> vrow
       }
       s.l[h] += mk.exp_shift_sum(sh, nb, s.m[h]);
     }
-    rk.axpy_rows(s.scores.data(), B, g, vb, nb, d, s.acc.data(), d);
+    RowSource<T> knext = kb;
+    if (knext.ids) {
+      knext.ids += nb;
+    } else {
+      knext.begin += nb;
+    }
+    const int n_next = static_cast<int>(std::min<int64_t>(nb, count - b0 - nb));
+    rk.axpy_rows(s.scores.data(), B, g, vb, nb, d, s.acc.data(), d, knext, n_next);
   }
   for (int h = 0; h < g; ++h) {
     // l >= 1 here (the max logit contributes exp(0)); a NaN logit would leave it NaN, as it should.
@@ -234,8 +243,8 @@ void dot_scan(ConstMatrixView<float> q, ConstMatrixView<T> K, int64_t begin, int
   parallel_for(len, 65536, [&](int64_t b, int64_t e) {
     for (int64_t i = b; i < e; i += 1024) {
       const int nb = static_cast<int>(std::min<int64_t>(1024, e - i));
-      rk.dot_rows(q.data, q.ld, g, RowSource<T>{K.data, K.ld, nullptr, begin + i}, nb, d,
-                  scores + i, len);
+      const RowSource<T> rows{K.data, K.ld, nullptr, begin + i};
+      rk.dot_rows(q.data, q.ld, g, rows, nb, d, scores + i, len, rows, 0);
     }
   });
 }

@@ -84,11 +84,14 @@ inline void set_simd_level(SimdLevel level) {
 template <typename T>
 struct RowKernels {
   /// s[h * lds + i] = q[h] . row(i) for h < g, i < n; q: (g, d) with leading dimension ldq.
+  /// Meanwhile prefetches rows [0, pf_n) of pf (pf_n <= n; 0: none), e.g. the values of the
+  /// same tokens, so that a second stream arrives while this one is computed.
   void (*dot_rows)(const float* q, int64_t ldq, int g, RowSource<T> rows, int n, int d, float* s,
-                   int64_t lds);
-  /// acc[h * ldacc + j] += sum_i w[h * ldw + i] * row(i)[j] for h < g, i < n, j < d.
+                   int64_t lds, RowSource<T> pf, int pf_n);
+  /// acc[h * ldacc + j] += sum_i w[h * ldw + i] * row(i)[j] for h < g, i < n, j < d; prefetches
+  /// rows [0, pf_n) of pf (pf_n <= n), e.g. the next block of keys.
   void (*axpy_rows)(const float* w, int64_t ldw, int g, RowSource<T> rows, int n, int d, float* acc,
-                    int64_t ldacc);
+                    int64_t ldacc, RowSource<T> pf, int pf_n);
 };
 
 /// Element-type independent kernels at one SIMD level.
@@ -122,14 +125,16 @@ inline MathKernels math_kernels(SimdLevel level = simd_level()) {
 template <typename T>
 inline float dot(const float* q, const T* k, int d) {
   float s;
-  row_kernels<T>().dot_rows(q, d, 1, RowSource<T>{k, d, nullptr, 0}, 1, d, &s, 1);
+  const RowSource<T> row{k, d, nullptr, 0};
+  row_kernels<T>().dot_rows(q, d, 1, row, 1, d, &s, 1, row, 0);
   return s;
 }
 
 /// acc[d] += w * v[d] with v stored as T.
 template <typename T>
 inline void axpy(float w, const T* v, int d, float* acc) {
-  row_kernels<T>().axpy_rows(&w, 1, 1, RowSource<T>{v, d, nullptr, 0}, 1, d, acc, d);
+  const RowSource<T> row{v, d, nullptr, 0};
+  row_kernels<T>().axpy_rows(&w, 1, 1, row, 1, d, acc, d, row, 0);
 }
 
 /// Sum of x[0..n) (single thread, vectorised).

@@ -12,7 +12,7 @@ namespace retrokv::cpu::scalar {
 
 template <typename T>
 void dot_rows(const float* q, int64_t ldq, int g, RowSource<T> rows, int n, int d, float* s,
-              int64_t lds) {
+              int64_t lds, RowSource<T> /*pf*/, int /*pf_n*/) {
   for (int i = 0; i < n; ++i) {
     const T* k = rows.row(i);
     for (int h = 0; h < g; ++h) {
@@ -26,7 +26,7 @@ void dot_rows(const float* q, int64_t ldq, int g, RowSource<T> rows, int n, int 
 
 template <typename T>
 void axpy_rows(const float* w, int64_t ldw, int g, RowSource<T> rows, int n, int d, float* acc,
-               int64_t ldacc) {
+               int64_t ldacc, RowSource<T> /*pf*/, int /*pf_n*/) {
   for (int i = 0; i < n; ++i) {
     const T* v = rows.row(i);
     for (int h = 0; h < g; ++h) {

@@ -45,9 +45,9 @@ struct GenerationStats {
   }
   /// Decode steps run (n_generated - 1: the last sampled token is not fed back) per second.
   double decode_tokens_per_second() const {
-    return decode_seconds > 0 ? static_cast<double>(std::max<int64_t>(n_generated - 1, 0)) /
-                                    decode_seconds
-                              : 0;
+    return decode_seconds > 0
+               ? static_cast<double>(std::max<int64_t>(n_generated - 1, 0)) / decode_seconds
+               : 0;
   }
 };
 
@@ -55,9 +55,8 @@ struct GenerationStats {
 /// each back through LlamaModel::decode; stops after sampling `stop_id` (>= 0) if given.
 /// `on_token` sees each sampled id as it is produced. Returns the sampled ids.
 std::vector<int32_t> generate(LlamaModel& model, AttentionBackend& backend,
-                              std::span<const int32_t> prompt, int max_new_tokens,
-                              Sampler& sampler, int32_t stop_id = -1,
-                              GenerationStats* stats = nullptr,
+                              std::span<const int32_t> prompt, int max_new_tokens, Sampler& sampler,
+                              int32_t stop_id = -1, GenerationStats* stats = nullptr,
                               const std::function<void(int32_t)>& on_token = {});
 
 }  // namespace retrokv::engine

@@ -50,7 +50,9 @@ struct GgufValue {
   std::vector<GgufValue> array;                     ///< array of arrays
 
   bool is_integer() const;
-  bool is_float() const { return type == GgufValueType::kFloat32 || type == GgufValueType::kFloat64; }
+  bool is_float() const {
+    return type == GgufValueType::kFloat32 || type == GgufValueType::kFloat64;
+  }
   /// Number of elements of an array value (0 for scalars).
   std::size_t array_size() const;
 };
@@ -61,7 +63,7 @@ struct GgufTensorInfo {
   std::string name;
   std::vector<int64_t> dims;
   uint32_t type = 0;
-  uint64_t offset = 0;      ///< from the start of the data section
+  uint64_t offset = 0;  ///< from the start of the data section
   uint64_t n_elements = 0;
   uint64_t n_bytes = 0;
   const uint8_t* data = nullptr;  ///< points into the mapped file

@@ -76,9 +76,8 @@ class FlatIndex : public TokenIndex {
       TopKCollector top(k);
       for (int64_t b = begin; b < end; b += kBlock) {
         const int nb = static_cast<int>(std::min<int64_t>(kBlock, end - b));
-        rk.dot_rows(queries.data, queries.ld, g,
-                    cpu::RowSource<float>{keys_.data(), keys_.cols(), nullptr, b}, nb, d, s.data(),
-                    kBlock);
+        const cpu::RowSource<float> rows{keys_.data(), keys_.cols(), nullptr, b};
+        rk.dot_rows(queries.data, queries.ld, g, rows, nb, d, s.data(), kBlock, rows, 0);
         for (int h = 1; h < g; ++h) {
           for (int i = 0; i < nb; ++i) s[i] = std::max(s[i], s[h * kBlock + i]);
         }
