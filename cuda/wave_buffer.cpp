@@ -6,7 +6,6 @@
 
 #include <algorithm>
 #include <cstring>
-#include <unordered_map>
 
 #include "retrokv/core/error.h"
 
@@ -104,75 +103,27 @@ void WaveBuffer::copy_cluster(int32_t cluster, std::span<const int32_t> pages, S
 int64_t WaveBuffer::prepare_step(const std::vector<std::vector<int32_t>>& selected, Stream stream) {
   RETROKV_CHECK(static_cast<int>(selected.size()) == cfg_.n_lists, "selected: expected ",
                 cfg_.n_lists, " lists, got ", selected.size());
-  const int ps = cfg_.page_size;
-  // Validate everything before the policy changes, so a rejected call leaves the cache intact.
-  std::vector<int32_t> all;
-  std::vector<int32_t> need;
-  int64_t total_pages = 0;
-  for (size_t l = 0; l < selected.size(); ++l) {
-    for (const int32_t c : selected[l]) {
-      RETROKV_CHECK(c >= 0 && c < n_clusters(), "selected[", l, "]: expected cluster ids in [0, ",
-                    n_clusters(), "), got ", c);
-      const int32_t np = cluster_pages(offsets_[c + 1] - offsets_[c], ps);
-      total_pages += np;
-      if (np > 0) {
-        all.push_back(c);
-        need.push_back(np);
-      }
-    }
-  }
-  RETROKV_CHECK(total_pages <= cfg_.max_step_pages, "selected: expected at most ",
-                cfg_.max_step_pages, " pages per step (cfg.max_step_pages), got ", total_pages);
+  // The pinned staging of the previous step's page table must have been read.
   check_status(cudaEventSynchronize(uploaded_), "cudaEventSynchronize");
-
+  // Validates before the policy changes, so a rejected call leaves the cache intact.
+  const WaveStepPlan plan =
+      plan_wave_step(policy_, selected, offsets_, cfg_.page_size, cfg_.max_step_pages);
   // Evicted pages may still be read by the previous step's attention on another stream.
   check_status(cudaStreamWaitEvent(stream, consumed_, 0), "cudaStreamWaitEvent");
-  const WaveBufferPolicy::Lookup hit = policy_.lookup(all);
-  std::unordered_map<int32_t, int32_t> need_of;
-  for (size_t i = 0; i < all.size(); ++i) need_of[all[i]] = need[i];
-  std::vector<int32_t> miss_need;
-  for (const int32_t c : hit.misses) miss_need.push_back(need_of[c]);
-  const WaveBufferPolicy::Admission adm = policy_.admit(hit.misses, miss_need);
-
-  std::unordered_map<int32_t, std::vector<int32_t>> pages_of;
-  for (size_t i = 0; i < hit.hits.size(); ++i) {
-    pages_of[hit.hits[i]].assign(hit.hit_pages.begin() + hit.hit_indptr[i],
-                                 hit.hit_pages.begin() + hit.hit_indptr[i + 1]);
+  for (size_t i = 0; i < plan.copy_clusters.size(); ++i) {
+    copy_cluster(plan.copy_clusters[i],
+                 std::span<const int32_t>(plan.copy_pages.data() + plan.copy_indptr[i],
+                                          plan.copy_pages.data() + plan.copy_indptr[i + 1]),
+                 stream);
   }
-  for (size_t i = 0; i < adm.admitted.size(); ++i) {
-    auto& p = pages_of[adm.admitted[i]];
-    p.assign(adm.pages.begin() + adm.page_indptr[i], adm.pages.begin() + adm.page_indptr[i + 1]);
-    copy_cluster(adm.admitted[i], p, stream);
-  }
-  // Misses the cache could not take this step go to staging pages after the cache's slots.
-  int32_t staging = static_cast<int32_t>(policy_.capacity_pages());
-  for (const int32_t c : adm.rejected) {
-    auto& p = pages_of[c];
-    for (int32_t i = 0; i < need_of[c]; ++i) p.push_back(staging++);
-    copy_cluster(c, p, stream);
-  }
-
   auto* indptr = static_cast<int32_t*>(h_table_.data());
   int32_t* indices = indptr + cfg_.n_lists + 1;
   int32_t* page_len = indices + cfg_.max_step_pages;
-  int32_t n = 0;
-  max_list_pages_ = 0;
-  indptr[0] = 0;
-  for (size_t l = 0; l < selected.size(); ++l) {
-    for (const int32_t c : selected[l]) {
-      const int64_t size = offsets_[c + 1] - offsets_[c];
-      const auto it = pages_of.find(c);
-      if (it == pages_of.end()) continue;  // empty cluster
-      for (size_t i = 0; i < it->second.size(); ++i) {
-        indices[n] = it->second[i];
-        page_len[n] =
-            static_cast<int32_t>(std::min<int64_t>(ps, size - static_cast<int64_t>(i) * ps));
-        ++n;
-      }
-    }
-    indptr[l + 1] = n;
-    max_list_pages_ = std::max<int64_t>(max_list_pages_, indptr[l + 1] - indptr[l]);
-  }
+  const auto n = static_cast<int32_t>(plan.indices.size());
+  std::copy(plan.indptr.begin(), plan.indptr.end(), indptr);
+  std::copy(plan.indices.begin(), plan.indices.end(), indices);
+  std::copy(plan.page_len.begin(), plan.page_len.end(), page_len);
+  max_list_pages_ = plan.max_list_pages;
   check_status(
       cudaMemcpyAsync(d_indptr_.data(), indptr, d_indptr_.bytes(), cudaMemcpyHostToDevice, stream),
       "cudaMemcpyAsync(indptr)");

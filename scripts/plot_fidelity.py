@@ -12,6 +12,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 
 STYLE = {
     "wave": ("tab:blue", "o", "-"),
@@ -50,6 +51,7 @@ def main():
     for ax, what in zip(axes, ("median", "p99")):
         ax.set_yscale("log")
         ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
         ax.set_xlabel("tokens attended exactly (% of context, steady zone included, log scale)")
         ax.set_ylabel(f"{what} relative error ‖o − o_full‖ / ‖o_full‖")
         ax.grid(True, which="both", alpha=0.3)

@@ -172,8 +172,9 @@ TEST(MergeStrided, EqualsMergeStatesNForEveryLayoutIncludingEmptyStates) {
           merge_states_n(o_contig.data(), lse_contig.data(), n, d, expect.data());
       for (int j = 0; j < d; ++j) {
         float got_lse;
-        const float got = merge_strided_element(&o[static_cast<size_t>(r) * n * d + j], d,
-                                                &lse[static_cast<size_t>(r) * n], 1, n, &got_lse);
+        const float got =
+            merge_strided_element(o.data() + static_cast<size_t>(r) * n * d + j, d,
+                                  lse.data() + static_cast<size_t>(r) * n, 1, n, &got_lse);
         EXPECT_FALSE(std::isnan(got));
         EXPECT_NEAR(got, expect[j], 1e-5f * std::max(1.f, std::abs(expect[j])));
         if (std::isinf(expect_lse)) {

@@ -201,4 +201,92 @@ class WaveBufferPolicy {
   Stats stats_;
 };
 
+/// One wave-buffer step planned on the host (what WaveBuffer::prepare_step executes): the page
+/// table of the selected clusters, list by list in selection order, and the host-to-device
+/// copies the step needs.
+struct WaveStepPlan {
+  std::vector<int32_t> indptr{0};       // (n_lists + 1) into indices / page_len
+  std::vector<int32_t> indices;         // page slots of the pool
+  std::vector<int32_t> page_len;        // valid tokens of each listed page
+  std::vector<int32_t> copy_clusters;   // clusters whose KV must be copied into the pool now
+  std::vector<int32_t> copy_indptr{0};  // pages of copy_clusters[i]: copy_pages[[i] .. [i + 1])
+  std::vector<int32_t> copy_pages;
+  int64_t max_list_pages = 0;  // longest list, in pages
+};
+
+/// Plans a step over a pool of policy.capacity_pages() cached slots followed by max_step_pages
+/// staging slots. selected[l]: the clusters of list l (global ids into cluster_offsets, which
+/// has n_clusters + 1 token offsets). Hits reuse their slots; misses are admitted (evicting
+/// least recently used clusters) or, when the cache cannot take them this step, get staging
+/// slots. Empty clusters get no pages. Throws retrokv::Error, with the policy untouched, on an
+/// id out of range, a repeated id, or more than max_step_pages pages.
+inline WaveStepPlan plan_wave_step(WaveBufferPolicy& policy,
+                                   const std::vector<std::vector<int32_t>>& selected,
+                                   std::span<const int64_t> cluster_offsets, int page_size,
+                                   int64_t max_step_pages) {
+  RETROKV_CHECK(page_size >= 1, "page_size: expected >= 1, got ", page_size);
+  RETROKV_CHECK(!cluster_offsets.empty(), "cluster_offsets: expected n_clusters + 1 offsets");
+  const int64_t n_clusters = static_cast<int64_t>(cluster_offsets.size()) - 1;
+  std::vector<int32_t> all;
+  std::unordered_map<int32_t, int32_t> need_of;
+  int64_t total_pages = 0;
+  for (size_t l = 0; l < selected.size(); ++l) {
+    for (const int32_t c : selected[l]) {
+      RETROKV_CHECK(c >= 0 && c < n_clusters, "selected[", l, "]: expected cluster ids in [0, ",
+                    n_clusters, "), got ", c);
+      const int32_t np = cluster_pages(cluster_offsets[c + 1] - cluster_offsets[c], page_size);
+      RETROKV_CHECK(need_of.emplace(c, np).second, "selected[", l,
+                    "]: expected distinct cluster ids over all lists, got ", c, " twice");
+      total_pages += np;
+      if (np > 0) all.push_back(c);
+    }
+  }
+  RETROKV_CHECK(total_pages <= max_step_pages, "selected: expected at most ", max_step_pages,
+                " pages per step (max_step_pages), got ", total_pages);
+
+  const WaveBufferPolicy::Lookup hit = policy.lookup(all);
+  std::vector<int32_t> miss_need;
+  for (const int32_t c : hit.misses) miss_need.push_back(need_of[c]);
+  const WaveBufferPolicy::Admission adm = policy.admit(hit.misses, miss_need);
+
+  WaveStepPlan plan;
+  std::unordered_map<int32_t, std::vector<int32_t>> pages_of;
+  for (size_t i = 0; i < hit.hits.size(); ++i) {
+    pages_of[hit.hits[i]].assign(hit.hit_pages.begin() + hit.hit_indptr[i],
+                                 hit.hit_pages.begin() + hit.hit_indptr[i + 1]);
+  }
+  auto add_copy = [&](int32_t c, const std::vector<int32_t>& pages) {
+    plan.copy_clusters.push_back(c);
+    plan.copy_pages.insert(plan.copy_pages.end(), pages.begin(), pages.end());
+    plan.copy_indptr.push_back(static_cast<int32_t>(plan.copy_pages.size()));
+  };
+  for (size_t i = 0; i < adm.admitted.size(); ++i) {
+    auto& p = pages_of[adm.admitted[i]];
+    p.assign(adm.pages.begin() + adm.page_indptr[i], adm.pages.begin() + adm.page_indptr[i + 1]);
+    add_copy(adm.admitted[i], p);
+  }
+  auto staging = static_cast<int32_t>(policy.capacity_pages());
+  for (const int32_t c : adm.rejected) {
+    auto& p = pages_of[c];
+    for (int32_t i = 0; i < need_of[c]; ++i) p.push_back(staging++);
+    add_copy(c, p);
+  }
+  for (const auto& list : selected) {
+    for (const int32_t c : list) {
+      const auto it = pages_of.find(c);
+      if (it == pages_of.end()) continue;  // empty cluster
+      const int64_t size = cluster_offsets[c + 1] - cluster_offsets[c];
+      for (size_t i = 0; i < it->second.size(); ++i) {
+        plan.indices.push_back(it->second[i]);
+        plan.page_len.push_back(static_cast<int32_t>(
+            std::min<int64_t>(page_size, size - static_cast<int64_t>(i) * page_size)));
+      }
+    }
+    plan.indptr.push_back(static_cast<int32_t>(plan.indices.size()));
+    plan.max_list_pages = std::max<int64_t>(
+        plan.max_list_pages, plan.indptr.back() - plan.indptr[plan.indptr.size() - 2]);
+  }
+  return plan;
+}
+
 }  // namespace retrokv

@@ -2,6 +2,7 @@
 // the model tests (SmolLM2 engine, DESIGN.md section 2, "engine").
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <functional>
 #include <random>

@@ -156,9 +156,6 @@ class RoarGraphIndex : public TokenIndex {
   }
   void to_csr(const Lists& lists);
   Lists to_lists() const;
-  /// Searches `lists` for the key (row v of keys_) from the entry points.
-  std::vector<ScoredId> search_lists(const Lists& lists, const float* q, int ef,
-                                     int64_t* scanned) const;
   /// Links every key not reachable from entry_points_[0]; returns the number of links added.
   int64_t repair_connectivity(Lists& lists) const;
   BinaryWriter serialize() const;
@@ -358,16 +355,38 @@ inline RoarGraphIndex RoarGraphIndex::build(ConstMatrixView<float> keys,
       if (params.show_progress) bar.advance(std::min(n, (c + 1) * grain) - c * grain);
     }
     bar.finish();
+    // Reverse edges: t receives v for every fill edge v -> t (sources in id order). When that
+    // overflows 2M, t's fill part (never its query-guided projection edges) is re-pruned by
+    // occlusion over old and new candidates, closest first, as NSG/Vamana do; dropping the
+    // overflow instead leaves many keys without in-edges (slow repair, poor recall).
     const int max_deg = 2 * M;
+    Lists rev(static_cast<size_t>(n));
     for (int64_t v = 0; v < n; ++v)
-      for (int32_t t : extra[v]) lists[v].push_back(t);
-    for (int64_t v = 0; v < n; ++v) {
-      for (int32_t t : extra[v]) {
-        auto& lt = lists[t];
-        if (static_cast<int>(lt.size()) < max_deg && !detail::contains(lt, static_cast<int32_t>(v)))
-          lt.push_back(static_cast<int32_t>(v));
+      for (int32_t t : extra[v]) rev[t].push_back(static_cast<int32_t>(v));
+#pragma omp parallel for num_threads(threads) schedule(dynamic, 256)
+    for (int64_t t = 0; t < n; ++t) {
+      std::vector<int32_t> fresh;
+      for (int32_t v : rev[t]) {
+        if (!detail::contains(lists[t], v) && !detail::contains(extra[t], v)) fresh.push_back(v);
       }
+      const size_t total = lists[t].size() + extra[t].size() + fresh.size();
+      std::vector<int32_t> fill = extra[t];
+      fill.insert(fill.end(), fresh.begin(), fresh.end());
+      if (total > static_cast<size_t>(max_deg)) {
+        const float* tk = kd + t * d;
+        std::vector<ScoredId> c;
+        for (int32_t v : fill) {
+          const float s = detail::roar_dot(tk, kd + int64_t{v} * d, d);
+          c.push_back({nrm ? 2.f * s - nrm[v] : s, v});
+        }
+        std::sort(c.begin(), c.end(), better);
+        fill = detail::occlusion_prune(kd, d, static_cast<int32_t>(t), ids_of(c),
+                                       max_deg - static_cast<int>(lists[t].size()), lists[t], nrm);
+      }
+      extra[t] = std::move(fill);
     }
+    for (int64_t v = 0; v < n; ++v)
+      lists[v].insert(lists[v].end(), extra[v].begin(), extra[v].end());
   }
   idx.stats_.fill_seconds = detail::seconds_since(t0);
 
@@ -406,16 +425,6 @@ inline RoarGraphIndex::Lists RoarGraphIndex::to_lists() const {
   return lists;
 }
 
-inline std::vector<ScoredId> RoarGraphIndex::search_lists(const Lists& lists, const float* q,
-                                                          int ef, int64_t* scanned) const {
-  auto nb = [&](int32_t u) {
-    return std::pair<const int32_t*, int>(lists[u].data(), static_cast<int>(lists[u].size()));
-  };
-  return detail::beam_search(keys_.data(), static_cast<int64_t>(lists.size()), keys_.cols(), q, 1,
-                             entry_points_.data(), static_cast<int>(entry_points_.size()), ef, nb,
-                             scanned);
-}
-
 inline int64_t RoarGraphIndex::repair_connectivity(Lists& lists) const {
   const int64_t n = static_cast<int64_t>(lists.size());
   const int64_t d = keys_.cols();
@@ -438,30 +447,54 @@ inline int64_t RoarGraphIndex::repair_connectivity(Lists& lists) const {
     }
   };
   flood(entry_points_[0]);
-  int64_t links = 0;
+  std::vector<int32_t> unreached;
+  for (int64_t u = 0; u < n; ++u)
+    if (!reached[u]) unreached.push_back(static_cast<int32_t>(u));
+  if (unreached.empty()) return 0;
+  // Candidate linkers for every unreached key, searched in parallel on the frozen graph (a search
+  // from the entry points only visits reached keys); the links are then made serially in id order.
+  const std::vector<float> norms = sq_norms();
+  const float* nrm = params_.occlusion_l2 ? norms.data() : nullptr;
   const int ef = std::min(params_.L, 64);
-  for (int64_t u = 0; u < n; ++u) {
-    if (reached[u]) continue;
-    // Link from the best reached key with room: a search from the entry points only visits
-    // reached keys; fall back to the first reached key with room in id order.
+  Lists cands(unreached.size());
+  auto nb = [&](int32_t u) {
+    return std::pair<const int32_t*, int>(lists[u].data(), static_cast<int>(lists[u].size()));
+  };
+#pragma omp parallel for num_threads(threads()) schedule(dynamic, 16)
+  for (int64_t i = 0; i < static_cast<int64_t>(unreached.size()); ++i) {
     int64_t scanned = 0;
+    cands[i] = ids_of(
+        detail::beam_search(keys_.data(), n, d, keys_.row(unreached[i]), 1, entry_points_.data(),
+                            static_cast<int>(entry_points_.size()), ef, nb, &scanned, nrm));
+  }
+  int64_t links = 0;
+  int64_t cursor = 0;  // fallback: next key to try as a linker, in id order
+  for (size_t i = 0; i < unreached.size(); ++i) {
+    const int32_t u = unreached[i];
+    if (reached[u]) continue;
+    auto ok = [&](int32_t v) { return reached[v] && static_cast<int>(lists[v].size()) < max_deg; };
     int32_t from = -1;
-    for (const ScoredId& c : search_lists(lists, keys_.row(u), ef, &scanned)) {
-      if (reached[c.id] && static_cast<int>(lists[c.id].size()) < max_deg) {
-        from = c.id;
+    for (int32_t c : cands[i]) {
+      if (ok(c)) {
+        from = c;
         break;
       }
     }
-    for (int64_t v = 0; from < 0 && v < n; ++v) {
-      if (reached[v] && static_cast<int>(lists[v].size()) < max_deg) from = static_cast<int32_t>(v);
+    for (int pass = 0; from < 0 && pass < 2; ++pass) {
+      for (; cursor < n; ++cursor) {
+        if (ok(static_cast<int32_t>(cursor))) {
+          from = static_cast<int32_t>(cursor);
+          break;
+        }
+      }
+      if (from < 0) cursor = 0;
     }
     RETROKV_CHECK(from >= 0, "roargraph: every reachable key has out-degree 2M = ", max_deg,
                   "; cannot link key ", u, " (raise params.M)");
-    lists[from].push_back(static_cast<int32_t>(u));
+    lists[from].push_back(u);
     ++links;
-    flood(static_cast<int32_t>(u));
+    flood(u);
   }
-  (void)d;
   return links;
 }
 
