@@ -47,8 +47,8 @@ typedef struct retrokv_config {
   int32_t head_dim;
   retrokv_dtype kv_dtype;
   retrokv_policy policy;
-  int64_t budget_tokens;   /* > 0: tokens selected per KV head and step */
-  double budget_fraction;  /* else ceil(fraction * length); 1.0 = exact */
+  int64_t budget_tokens;  /* > 0: tokens selected per KV head and step */
+  double budget_fraction; /* else ceil(fraction * length); 1.0 = exact */
   int32_t n_sink;
   int32_t n_local;
   int64_t update_interval;
@@ -120,8 +120,7 @@ retrokv_status retrokv_reset_stats(retrokv_store* store);
 retrokv_status retrokv_memory_bytes(retrokv_store* store, int64_t* out);
 
 retrokv_status retrokv_save_sequence(retrokv_store* store, retrokv_seq_id seq, const char* path);
-retrokv_status retrokv_load_sequence(retrokv_store* store, const char* path,
-                                     retrokv_seq_id* out);
+retrokv_status retrokv_load_sequence(retrokv_store* store, const char* path, retrokv_seq_id* out);
 
 #ifdef __cplusplus
 } /* extern "C" */

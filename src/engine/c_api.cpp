@@ -169,11 +169,10 @@ retrokv_status retrokv_prefill(retrokv_store* store, retrokv_seq_id seq, int32_t
   return guarded([&] {
     const auto& c = store->store.config();
     RETROKV_CHECK(n_tokens >= 1, "n_tokens: expected >= 1, got ", n_tokens);
-    store->store.prefill(
-        seq, layer, retrokv::ConstMatrixView<float>(k, n_tokens, c.kv_width()),
-        retrokv::ConstMatrixView<float>(v, n_tokens, c.kv_width()),
-        q ? retrokv::ConstMatrixView<float>(q, n_tokens, c.q_width())
-          : retrokv::ConstMatrixView<float>());
+    store->store.prefill(seq, layer, retrokv::ConstMatrixView<float>(k, n_tokens, c.kv_width()),
+                         retrokv::ConstMatrixView<float>(v, n_tokens, c.kv_width()),
+                         q ? retrokv::ConstMatrixView<float>(q, n_tokens, c.q_width())
+                           : retrokv::ConstMatrixView<float>());
   });
 }
 
@@ -256,8 +255,7 @@ retrokv_status retrokv_save_sequence(retrokv_store* store, retrokv_seq_id seq, c
   return guarded([&] { store->store.save_sequence(seq, path); });
 }
 
-retrokv_status retrokv_load_sequence(retrokv_store* store, const char* path,
-                                     retrokv_seq_id* out) {
+retrokv_status retrokv_load_sequence(retrokv_store* store, const char* path, retrokv_seq_id* out) {
   RETROKV_C_NOT_NULL(store);
   RETROKV_C_NOT_NULL(path);
   RETROKV_C_NOT_NULL(out);

@@ -2,12 +2,12 @@
  * here, a sparse policy with budget = everything equals it too, every bad input returns the
  * right status and a message naming the argument and leaves the store answering identically,
  * and save/load round trips bit-identically. Exit status 0 on success. */
-#include "retrokv/c_api.h"
-
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "retrokv/c_api.h"
 
 #define N 700
 #define H 2
@@ -18,20 +18,20 @@
 
 static int g_failures = 0;
 
-#define CHECK(cond, ...)                                       \
-  do {                                                         \
-    if (!(cond)) {                                             \
+#define CHECK(cond, ...)                                                       \
+  do {                                                                         \
+    if (!(cond)) {                                                             \
       fprintf(stderr, "%s:%d: check failed: %s: ", __FILE__, __LINE__, #cond); \
-      fprintf(stderr, __VA_ARGS__);                            \
-      fprintf(stderr, "\n");                                   \
-      ++g_failures;                                            \
-    }                                                          \
+      fprintf(stderr, __VA_ARGS__);                                            \
+      fprintf(stderr, "\n");                                                   \
+      ++g_failures;                                                            \
+    }                                                                          \
   } while (0)
 
-#define CHECK_OK(call)                                                                     \
-  do {                                                                                     \
-    retrokv_status s_ = (call);                                                            \
-    CHECK(s_ == RETROKV_OK, "%s: %s", retrokv_status_name(s_), retrokv_last_error());      \
+#define CHECK_OK(call)                                                                \
+  do {                                                                                \
+    retrokv_status s_ = (call);                                                       \
+    CHECK(s_ == RETROKV_OK, "%s: %s", retrokv_status_name(s_), retrokv_last_error()); \
   } while (0)
 
 /* Expects `status` and a last-error message containing `needle`. */
@@ -135,8 +135,8 @@ int main(void) {
     CHECK(len == N + 8, "length %lld", (long long)len);
     retrokv_layer_stats st;
     CHECK_OK(retrokv_get_layer_stats(s, 1, &st));
-    CHECK(st.attend_calls == 1 && st.head_steps == H, "stats %lld %lld",
-          (long long)st.attend_calls, (long long)st.head_steps);
+    CHECK(st.attend_calls == 1 && st.head_steps == H, "stats %lld %lld", (long long)st.attend_calls,
+          (long long)st.head_steps);
     CHECK(fabs(st.exact_fraction - 1.0) < 1e-12, "exact fraction %g", st.exact_fraction);
     retrokv_store_destroy(s);
   }
@@ -157,10 +157,10 @@ int main(void) {
     badk[3] = INFINITY;
     expect_error(retrokv_attend(s, seq, 0, bad, again, NULL), RETROKV_ERROR_INVALID_ARGUMENT,
                  "q:", "NaN q");
-    expect_error(retrokv_append(s, seq, 0, badk, V, 1), RETROKV_ERROR_INVALID_ARGUMENT, "k:",
-                 "Inf k");
-    expect_error(retrokv_append(s, seq, 0, K, badk, 1), RETROKV_ERROR_INVALID_ARGUMENT, "v:",
-                 "Inf v");
+    expect_error(retrokv_append(s, seq, 0, badk, V, 1), RETROKV_ERROR_INVALID_ARGUMENT,
+                 "k:", "Inf k");
+    expect_error(retrokv_append(s, seq, 0, K, badk, 1), RETROKV_ERROR_INVALID_ARGUMENT,
+                 "v:", "Inf v");
     expect_error(retrokv_attend(s, seq, 2, q, again, NULL), RETROKV_ERROR_INVALID_ARGUMENT,
                  "layer:", "layer out of range");
     expect_error(retrokv_attend(s, seq + 7, 0, q, again, NULL), RETROKV_ERROR_UNKNOWN_SEQUENCE,

@@ -68,15 +68,18 @@ std::pair<double, double> recall_at(const Index& index, ConstMatrixView<float> k
 
 TEST(RoarGraph, RecallGuardOnSyntheticOod) {
   const Fixture& f = fixture();
-  // Measured on this fixed set (n 4096, d 64, seed 42, L 200, other params default):
-  // ef 100 -> recall@100 0.973 scanning 41% of n; ef 200 -> 0.989 (55%). Bounds keep a margin.
+  // Measured on this fixed set (n 4096, d 64, seed 42, L 200, other params default): ef 100 ->
+  // recall@100 0.9936 scanning 0.45 of n, recall@10 0.999. Bounds keep a margin.
   const auto [recall, scanned] =
       recall_at(f.index, f.data.keys.view(), f.data.test_queries.view(), 100, 100);
-  EXPECT_GE(recall, 0.95);
-  EXPECT_LT(scanned, 0.5 * f.n);
+  std::printf("ef 100: recall@100 %.4f, keys scanned %.0f (%.3f of n)\n", recall, scanned,
+              scanned / f.n);
+  EXPECT_GE(recall, 0.97);
+  EXPECT_LT(scanned, 0.6 * f.n);
   const auto [recall10, scanned10] =
       recall_at(f.index, f.data.keys.view(), f.data.test_queries.view(), 10, 100);
-  EXPECT_GE(recall10, 0.97);
+  std::printf("ef 100: recall@10 %.4f\n", recall10);
+  EXPECT_GE(recall10, 0.98);
 }
 
 TEST(RoarGraph, GraphInvariants) {

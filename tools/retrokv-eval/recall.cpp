@@ -61,6 +61,7 @@ struct Options {
   int hnsw_M = 16;
   int hnsw_ef_construction = 200;
   uint64_t seed = 2024;
+  std::string save_roargraph;
 };
 
 /// One KV head: keys (n, d), training queries (m, d), test queries (t, d), one head per row.
@@ -350,6 +351,7 @@ std::vector<Point> eval_head(const Options& o, const Dataset& ds, std::ofstream&
     std::fprintf(stderr, "  roargraph build %.1f s (knn %.1f s at %.1f GFLOP/s, m=%lld)\n",
                  st.build_seconds, st.knn_seconds, st.knn_gflops,
                  static_cast<long long>(st.train_queries_used));
+    if (!o.save_roargraph.empty()) roar->save(o.save_roargraph);
     for (int k : ks) run_index(*roar, "roargraph", k, efs_for(o, k, n), true, st.build_seconds);
   }
   double hnsw_qk = -1, hnsw_kk = -1;
@@ -476,6 +478,8 @@ int run_recall(int argc, char** argv) {
   app.add_option("--roar-M", o.roar_M, "RoarGraph degree bound M");
   app.add_option("--hnsw-M", o.hnsw_M, "hnswlib M");
   app.add_option("--seed", o.seed, "seed for synthetic data and builds");
+  app.add_option("--save-roargraph", o.save_roargraph,
+                 "save the (last) RoarGraph built here, e.g. for bench_index's cache");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

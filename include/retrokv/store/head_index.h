@@ -79,8 +79,9 @@ inline void build_head_index(HeadIndex& hi, Policy policy, const PolicyParams& p
   } else if (policy == Policy::kQuest) {
     Matrix<float> keys = rows_to_float(K, n_sink, end);
     std::vector<float> copy(keys.data(), keys.data() + keys.rows() * keys.cols());
-    auto q = std::make_unique<QuestIndex>(ConstMatrixView<float>(copy.data(), keys.rows(), keys.cols()),
-                                          QuestParams{pp.quest_page_size});
+    auto q =
+        std::make_unique<QuestIndex>(ConstMatrixView<float>(copy.data(), keys.rows(), keys.cols()),
+                                     QuestParams{pp.quest_page_size});
     hi.quest_keys.swap(copy);  // the vector's buffer moves with it, so the view stays valid
     hi.quest = std::move(q);
     hi.indexed_end = end;
@@ -160,8 +161,8 @@ std::vector<int32_t> select_tokens(const HeadIndex& hi, Policy policy, const Pol
     std::vector<float> scores(static_cast<size_t>(g * m));
     cpu::dot_scan<T>(qg, K, n_sink, end, scores.data());
     for (int64_t h = 0; h < g; ++h)
-      for (const ScoredId& c : top_k(scores.data() + h * m, m, static_cast<int>(budget),
-                                     static_cast<int32_t>(n_sink)))
+      for (const ScoredId& c :
+           top_k(scores.data() + h * m, m, static_cast<int>(budget), static_cast<int32_t>(n_sink)))
         lists[h].push_back(c.id);
     *keys_scanned += m;
     return round_robin_union(lists, budget);

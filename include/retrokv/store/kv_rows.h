@@ -80,7 +80,8 @@ class KVRows {
   /// Appends n rows of raw element bytes (a saved file's payload). Needs reserve_extra(n) first.
   void append_bytes(const void* src, int64_t n) {
     RETROKV_ASSERT(rows_ + n <= capacity_);
-    if (n > 0) std::memcpy(buf_.data() + rows_ * row_bytes(), src, static_cast<size_t>(n * row_bytes()));
+    if (n > 0)
+      std::memcpy(buf_.data() + rows_ * row_bytes(), src, static_cast<size_t>(n * row_bytes()));
     rows_ += n;
   }
 
@@ -93,8 +94,7 @@ class KVRows {
   template <typename T>
   ConstMatrixView<T> view() const {
     RETROKV_ASSERT(dtype_of<T>::value == dtype_);
-    return ConstMatrixView<T>(rows_ ? reinterpret_cast<const T*>(buf_.data()) : nullptr, rows_,
-                              d_);
+    return ConstMatrixView<T>(rows_ ? reinterpret_cast<const T*>(buf_.data()) : nullptr, rows_, d_);
   }
 
   /// Rows [begin, end) widened to float into out (end - begin, d).
@@ -102,7 +102,8 @@ class KVRows {
     dispatch_dtype(dtype_, [&](auto tag) {
       using T = decltype(tag);
       const T* src = reinterpret_cast<const T*>(buf_.data());
-      for (int64_t i = begin * d_; i < end * d_; ++i) out[i - begin * d_] = retrokv::to_float(src[i]);
+      for (int64_t i = begin * d_; i < end * d_; ++i)
+        out[i - begin * d_] = retrokv::to_float(src[i]);
     });
   }
 

@@ -83,8 +83,8 @@ inline void check_finite_view(ConstMatrixView<float> m, const char* name) {
   for (int64_t i = 0; i < m.rows; ++i) {
     const float* r = m.row(i);
     for (int64_t j = 0; j < m.cols; ++j)
-      RETROKV_CHECK(std::isfinite(r[j]), name, ": expected finite values, got ", r[j], " at (",
-                    i, ", ", j, ")");
+      RETROKV_CHECK(std::isfinite(r[j]), name, ": expected finite values, got ", r[j], " at (", i,
+                    ", ", j, ")");
   }
 }
 
@@ -174,10 +174,12 @@ class KVVectorStore {
   void prefill(SeqId seq, int layer, ConstMatrixView<float> K, ConstMatrixView<float> V,
                ConstMatrixView<float> Q) {
     const int d = config_.head_dim;
-    RETROKV_CHECK(K.cols == config_.kv_width(), "K: expected (n, n_kv_heads * head_dim = ",
-                  config_.kv_width(), ") columns, got ", K.cols);
-    RETROKV_CHECK(V.cols == config_.kv_width(), "V: expected (n, n_kv_heads * head_dim = ",
-                  config_.kv_width(), ") columns, got ", V.cols);
+    RETROKV_CHECK(K.cols == config_.kv_width(),
+                  "K: expected (n, n_kv_heads * head_dim = ", config_.kv_width(), ") columns, got ",
+                  K.cols);
+    RETROKV_CHECK(V.cols == config_.kv_width(),
+                  "V: expected (n, n_kv_heads * head_dim = ", config_.kv_width(), ") columns, got ",
+                  V.cols);
     RETROKV_CHECK(Q.rows == 0 || Q.cols == config_.q_width(),
                   "Q: expected (n, n_q_heads * head_dim = ", config_.q_width(), ") columns, got ",
                   Q.cols);
@@ -275,9 +277,9 @@ class KVVectorStore {
     auto task = [this, &L, layer, index_end, train = std::move(train)]() {
       build_layer(L, layer, index_end, train);
     };
-    const bool background = config_.async_build && (config_.policy == Policy::kRoarGraph ||
-                                                     config_.policy == Policy::kWave ||
-                                                     config_.policy == Policy::kQuest);
+    const bool background = config_.async_build &&
+                            (config_.policy == Policy::kRoarGraph ||
+                             config_.policy == Policy::kWave || config_.policy == Policy::kQuest);
     if (background) {
       L.build = std::async(std::launch::async, std::move(task));
       return;
@@ -305,8 +307,8 @@ class KVVectorStore {
     const int H = config_.n_kv_heads, d = config_.head_dim;
     RETROKV_CHECK(k.rows >= 1 && k.cols == config_.kv_width(), "k: expected shape (m >= 1, ",
                   config_.kv_width(), "), got (", k.rows, ", ", k.cols, ")");
-    RETROKV_CHECK(v.rows == k.rows && v.cols == k.cols, "v: expected shape (", k.rows, ", ",
-                  k.cols, ") as k, got (", v.rows, ", ", v.cols, ")");
+    RETROKV_CHECK(v.rows == k.rows && v.cols == k.cols, "v: expected shape (", k.rows, ", ", k.cols,
+                  ") as k, got (", v.rows, ", ", v.cols, ")");
     detail::check_finite_view(k, "k");
     detail::check_finite_view(v, "v");
     auto s = find(seq);
@@ -319,8 +321,8 @@ class KVVectorStore {
     const Policy policy = config_.policy;
     // Where the index boundary moves (as if positions were appended one at a time).
     const int64_t total = L.since_update + m;
-    const bool update = policy != Policy::kFull && policy != Policy::kWave &&
-                        total >= pp.update_interval;
+    const bool update =
+        policy != Policy::kFull && policy != Policy::kWave && total >= pp.update_interval;
     const int64_t boundary_n = n1 - total % pp.update_interval;
     const int64_t new_end = std::max<int64_t>(pp.n_sink, boundary_n - pp.n_local);
     // Bytes: KV growth, plus the index growth (upper bound).
@@ -345,8 +347,7 @@ class KVVectorStore {
         L.v[h].reserve_extra(m);
         if (policy == Policy::kWave && !L.started && !L.heads[h].wave) {
           ConstMatrixView<float> none(nullptr, 0, d);
-          L.heads[h].wave =
-              std::make_unique<WaveIndex>(none, none, detail::store_wave_params(pp));
+          L.heads[h].wave = std::make_unique<WaveIndex>(none, none, detail::store_wave_params(pp));
         }
       }
     } catch (...) {
@@ -402,8 +403,8 @@ class KVVectorStore {
   /// estimation zone is non-empty). Waits for the layer's background build.
   void attend(SeqId seq, int layer, ConstMatrixView<float> q, MatrixView<float> out,
               float* lse = nullptr) {
-    attend_batch(std::vector<SeqId>{seq}, layer, ConstMatrixView<float>(), MatrixView<float>(),
-                 lse, &q, &out);
+    attend_batch(std::vector<SeqId>{seq}, layer, ConstMatrixView<float>(), MatrixView<float>(), lse,
+                 &q, &out);
   }
 
   /// attend() with flat pointers: q and out hold n_q_heads * d floats.
@@ -560,8 +561,7 @@ class KVVectorStore {
     do {
       if (budget > 0 && delta > 0 && cur + delta > budget)
         RETROKV_STORE_FAIL(StoreErrorCode::kMemoryBudget, "host_memory_budget_bytes: ", what,
-                           " needs ", delta, " more bytes, the store holds ", cur, " of ",
-                           budget);
+                           " needs ", delta, " more bytes, the store holds ", cur, " of ", budget);
     } while (!used_.compare_exchange_weak(cur, cur + delta));
   }
   void release_bytes(int64_t delta) { used_.fetch_sub(delta); }
@@ -583,8 +583,8 @@ class KVVectorStore {
       if (config_.policy == Policy::kWave) {
         Matrix<float> keys = detail::rows_to_float(L.k[h], 0, L.n_tokens);
         Matrix<float> values = detail::rows_to_float(L.v[h], 0, L.n_tokens);
-        hi.wave = std::make_unique<WaveIndex>(keys.view(), values.view(),
-                                              detail::store_wave_params(pp));
+        hi.wave =
+            std::make_unique<WaveIndex>(keys.view(), values.view(), detail::store_wave_params(pp));
       } else {
         ConstMatrixView<float> tq =
             train[h].rows() > 0 ? train[h].view() : ConstMatrixView<float>();
@@ -605,8 +605,9 @@ class KVVectorStore {
     const int64_t b = static_cast<int64_t>(seqs.size());
     RETROKV_CHECK(b >= 1, "seqs: expected at least one sequence, got none");
     if (q_heads) {  // single attend with (n_q_heads, d) views
-      RETROKV_CHECK(q_heads->rows == Hq && q_heads->cols == d, "q: expected shape (n_q_heads = ",
-                    Hq, ", head_dim = ", d, "), got (", q_heads->rows, ", ", q_heads->cols, ")");
+      RETROKV_CHECK(q_heads->rows == Hq && q_heads->cols == d,
+                    "q: expected shape (n_q_heads = ", Hq, ", head_dim = ", d, "), got (",
+                    q_heads->rows, ", ", q_heads->cols, ")");
       RETROKV_CHECK(out_heads->rows == Hq && out_heads->cols == d,
                     "out: expected shape (n_q_heads = ", Hq, ", head_dim = ", d, "), got (",
                     out_heads->rows, ", ", out_heads->cols, ")");
@@ -656,7 +657,7 @@ class KVVectorStore {
     } else {
       std::exception_ptr error;
       std::mutex error_mutex;
-#pragma omp parallel for schedule(dynamic, 1) num_threads(std::min<int64_t>(threads(), items))
+#pragma omp parallel for schedule(dynamic, 1) num_threads(std::min <int64_t>(threads(), items))
       for (int64_t it = 0; it < items; ++it) {
         try {
           run(it);
@@ -794,9 +795,9 @@ class KVVectorStore {
     expect("head_dim", r.read<int32_t>(), config_.head_dim);
     const uint8_t dt = r.read<uint8_t>();
     if (dt != static_cast<uint8_t>(config_.kv_dtype))
-      RETROKV_STORE_FAIL(StoreErrorCode::kFile, "path: '", path, "' was saved with kv_dtype = ",
-                         dtype_name(static_cast<DType>(dt)), ", this store has ",
-                         dtype_name(config_.kv_dtype));
+      RETROKV_STORE_FAIL(StoreErrorCode::kFile, "path: '", path,
+                         "' was saved with kv_dtype = ", dtype_name(static_cast<DType>(dt)),
+                         ", this store has ", dtype_name(config_.kv_dtype));
     const uint8_t pol = r.read<uint8_t>();
     if (pol != static_cast<uint8_t>(config_.policy))
       RETROKV_STORE_FAIL(StoreErrorCode::kFile, "path: '", path, "' was saved with policy ",
@@ -844,8 +845,7 @@ class KVVectorStore {
                   (hi.indexed_end == pp.n_sink || hi.indexed_end <= L.n_tokens),
               "indexed_end ", hi.indexed_end);
       const uint64_t row_bytes = static_cast<uint64_t>(L.k[h].row_bytes());
-      r.check(static_cast<uint64_t>(L.n_tokens) <= r.remaining() / (2 * row_bytes),
-              "KV truncated");
+      r.check(static_cast<uint64_t>(L.n_tokens) <= r.remaining() / (2 * row_bytes), "KV truncated");
       for (KVRows* rows : {&L.k[h], &L.v[h]}) {
         std::vector<uint8_t> raw(static_cast<size_t>(L.n_tokens * row_bytes));
         r.read_bytes(raw.data(), raw.size());
@@ -853,7 +853,8 @@ class KVVectorStore {
         rows->append_bytes(raw.data(), L.n_tokens);
       }
       std::vector<uint8_t> image = r.read_vector<uint8_t>();
-      const int64_t indexed = std::max<int64_t>(0, std::min(hi.indexed_end, L.n_tokens) - pp.n_sink);
+      const int64_t indexed =
+          std::max<int64_t>(0, std::min(hi.indexed_end, L.n_tokens) - pp.n_sink);
       const Policy p = config_.policy;
       if (p == Policy::kRoarGraph) {
         r.check(image.empty() == (indexed == 0), "RoarGraph image presence");

@@ -42,8 +42,8 @@ inline const char* policy_name(Policy p) {
 
 /// "full", "flat_topk", "roar_graph", "wave" or "quest"; anything else throws naming `name`.
 inline Policy parse_policy(std::string_view name) {
-  for (Policy p : {Policy::kFull, Policy::kFlatTopK, Policy::kRoarGraph, Policy::kWave,
-                   Policy::kQuest}) {
+  for (Policy p :
+       {Policy::kFull, Policy::kFlatTopK, Policy::kRoarGraph, Policy::kWave, Policy::kQuest}) {
     if (name == policy_name(p)) return p;
   }
   RETROKV_FAIL("name: expected full|flat_topk|roar_graph|wave|quest, got '", name, "'");
@@ -124,12 +124,11 @@ struct StoreConfig {
                   "n_kv_heads (", n_kv_heads, "), got ", n_q_heads);
     RETROKV_CHECK(head_dim >= 1 && head_dim <= 4096, "config.head_dim: expected 1..4096, got ",
                   head_dim);
-    RETROKV_CHECK(kv_dtype == DType::kFloat32 || kv_dtype == DType::kFloat16 ||
-                      kv_dtype == DType::kBFloat16,
-                  "config.kv_dtype: expected float32|float16|bfloat16, got ",
-                  static_cast<int>(kv_dtype));
-    RETROKV_CHECK(static_cast<int>(policy) <= 4,
-                  "config.policy: unknown value ", static_cast<int>(policy));
+    RETROKV_CHECK(
+        kv_dtype == DType::kFloat32 || kv_dtype == DType::kFloat16 || kv_dtype == DType::kBFloat16,
+        "config.kv_dtype: expected float32|float16|bfloat16, got ", static_cast<int>(kv_dtype));
+    RETROKV_CHECK(static_cast<int>(policy) <= 4, "config.policy: unknown value ",
+                  static_cast<int>(policy));
     RETROKV_CHECK(std::isfinite(scale) && scale >= 0.f,
                   "config.scale: expected finite >= 0 (0 = 1/sqrt(d)), got ", scale);
     RETROKV_CHECK(threads >= 0, "config.threads: expected >= 0, got ", threads);
@@ -152,10 +151,10 @@ struct StoreConfig {
                       p.roar.n_entry_points >= 1 && p.roar.max_train_queries >= 0,
                   "config.params.roar: expected k_train, M, L, ef, n_entry_points >= 1 and ",
                   "max_train_queries >= 0");
-    RETROKV_CHECK(p.wave.segment_size >= 1 && p.wave.tokens_per_cluster >= 1 &&
-                      p.wave.iterations >= 0,
-                  "config.params.wave: expected segment_size, tokens_per_cluster >= 1 and ",
-                  "iterations >= 0");
+    RETROKV_CHECK(
+        p.wave.segment_size >= 1 && p.wave.tokens_per_cluster >= 1 && p.wave.iterations >= 0,
+        "config.params.wave: expected segment_size, tokens_per_cluster >= 1 and ",
+        "iterations >= 0");
     const WaveBudget& b = p.wave.budget;
     RETROKV_CHECK(b.estimation_frac >= 0.0 && b.estimation_frac <= 1.0 &&
                       b.estimation_tokens >= 0 && b.tolerance >= 0.0 && b.tolerance < 1.0,

@@ -31,8 +31,8 @@ namespace detail {
 template <typename... Parts>
 [[noreturn]] void throw_store_error(StoreErrorCode code, const char* file, int line,
                                     Parts&&... parts) {
-  throw StoreError(code, concat("retrokv: ", std::forward<Parts>(parts)..., " [", file, ":", line,
-                                "]"));
+  throw StoreError(code,
+                   concat("retrokv: ", std::forward<Parts>(parts)..., " [", file, ":", line, "]"));
 }
 }  // namespace detail
 

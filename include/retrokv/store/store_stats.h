@@ -25,8 +25,8 @@ struct LayerStats {
   /// GPU wave-buffer cache (DESIGN.md section 4); always 0 on the CPU path.
   int64_t cache_lookups = 0;
   int64_t cache_hits = 0;
-  double build_seconds = 0;     ///< index builds and updates
-  double select_seconds = 0;    ///< index search / centroid scoring
+  double build_seconds = 0;   ///< index builds and updates
+  double select_seconds = 0;  ///< index search / centroid scoring
   /// Exact attention over steady + selected tokens (wave: the index's whole tripartite step).
   double exact_seconds = 0;
   double estimate_seconds = 0;  ///< estimation zone (0 while wave times its step as one)
