@@ -583,7 +583,6 @@ inline void RoarGraphIndex::insert(ConstMatrixView<float> new_keys) {
     std::copy(new_keys.row(i), new_keys.row(i) + d, grown.row(n0 + i));
   Lists lists = to_lists();
   // Commit only after everything that can throw (allocation) has run.
-  Matrix<float> old_keys = std::move(keys_);
   keys_ = std::move(grown);
   lists.resize(static_cast<size_t>(n));
   const float* kd = keys_.data();
@@ -627,7 +626,6 @@ inline void RoarGraphIndex::insert(ConstMatrixView<float> new_keys) {
   }
   stats_.repair_links += repair_connectivity(lists);
   to_csr(lists);
-  (void)old_keys;
 }
 
 inline BinaryWriter RoarGraphIndex::serialize() const {

@@ -126,6 +126,7 @@ std::vector<ScoredId> beam_search(const float* keys, int64_t n, int64_t d, const
   std::priority_queue<ScoredId, std::vector<ScoredId>, BestOnTop> frontier;
   std::priority_queue<ScoredId, std::vector<ScoredId>, WorstOnTop> results;
   int64_t count = 0;
+  thread_local std::vector<int32_t> fresh;
   auto offer = [&](int32_t v) {
     float score = roar_group_score(queries, g, keys + v * d, d);
     if (sq_norms) score = 2.f * score - sq_norms[v];
@@ -145,10 +146,16 @@ std::vector<ScoredId> beam_search(const float* keys, int64_t n, int64_t d, const
     if (static_cast<int>(results.size()) >= ef && better(results.top(), c)) break;
     frontier.pop();
     const auto [ids, deg] = neighbours(c.id);
+    // Mark and prefetch every unvisited neighbour's row first, then score them: the rows are
+    // scattered in memory, so issuing all their loads up front hides most of the latency.
+    fresh.clear();
     for (int j = 0; j < deg; ++j) {
-      if (j + 1 < deg) __builtin_prefetch(keys + int64_t{ids[j + 1]} * d);
-      if (!visited.test_and_set(ids[j])) offer(ids[j]);
+      if (visited.test_and_set(ids[j])) continue;
+      fresh.push_back(ids[j]);
+      const char* row = reinterpret_cast<const char*>(keys + int64_t{ids[j]} * d);
+      for (int64_t b = 0; b < d * int64_t{sizeof(float)}; b += 64) __builtin_prefetch(row + b);
     }
+    for (int32_t v : fresh) offer(v);
   }
   *scanned += count;
   std::vector<ScoredId> out(results.size());
