@@ -1,6 +1,7 @@
 // retrokv-eval: the measurement harness. One subcommand per question:
 //   recall    — recall vs keys scanned of every index (RoarGraph, IVF, Flat, HNSW, Faiss)
 //   fidelity  — attention-output error of the sparse policies vs full attention
+//   e2e       — SmolLM2 end to end: each sparse backend vs full attention (issue 7)
 #include <cstdio>
 #include <cstring>
 #include <exception>
@@ -11,6 +12,7 @@
 namespace retrokv::eval {
 int run_recall(int argc, char** argv);
 int run_fidelity(int argc, char** argv);
+int run_e2e(int argc, char** argv);
 }  // namespace retrokv::eval
 
 namespace {
@@ -18,7 +20,8 @@ void usage() {
   std::fprintf(stderr,
                "usage: retrokv-eval <command> [options]\n"
                "  recall    recall@k vs keys scanned for every index (--help for options)\n"
-               "  fidelity  attention error of the sparse policies vs full attention\n");
+               "  fidelity  attention error of the sparse policies vs full attention\n"
+               "  e2e       SmolLM2 end to end: sparse backends vs full attention\n");
 }
 }  // namespace
 
@@ -31,6 +34,7 @@ int main(int argc, char** argv) {
   try {
     if (cmd == "recall") return retrokv::eval::run_recall(argc - 1, argv + 1);
     if (cmd == "fidelity") return retrokv::eval::run_fidelity(argc - 1, argv + 1);
+    if (cmd == "e2e") return retrokv::eval::run_e2e(argc - 1, argv + 1);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "retrokv-eval %s: %s\n", cmd.c_str(), e.what());
     return 1;

@@ -1,5 +1,6 @@
 // retrokv-generate: runs SmolLM2-135M on the CPU with a chosen attention backend and prints the
-// prompt's continuation on stdout, prefill/decode speed on stderr (issue 3, item 4).
+// prompt's continuation on stdout, prefill/decode speed on stderr (issue 3, item 4; sparse
+// backends: issue 7).
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <exception>
@@ -16,15 +17,27 @@
 #include "retrokv/engine/gguf_vocab.h"
 #include "retrokv/engine/llama_model.h"
 #include "retrokv/engine/model_files.h"
+#include "retrokv/engine/store_backend.h"
+#include "retrokv/store/store_config.h"
 
 namespace {
 
 namespace eng = retrokv::engine;
 
+// "full" is the dense reference backend; the sparse policies run in a KVVectorStore behind
+// StoreAttentionBackend (issue 7, "End to end on SmolLM2").
 std::unique_ptr<eng::AttentionBackend> make_backend(const std::string& name,
-                                                    const eng::AttentionShape& shape) {
+                                                    const eng::AttentionShape& shape,
+                                                    double budget) {
   if (name == "full") return std::make_unique<eng::FullAttentionBackend>(shape);
-  RETROKV_FAIL("--backend: expected one of {full}, got '", name, "'");
+  retrokv::StoreConfig config;
+  try {
+    config.policy = retrokv::parse_policy(name);
+  } catch (const retrokv::Error&) {
+    RETROKV_FAIL("--backend: expected full|flat_topk|roar_graph|wave|quest, got '", name, "'");
+  }
+  config.params.budget_fraction = budget;
+  return std::make_unique<eng::StoreAttentionBackend>(shape, config);
 }
 
 std::string read_file(const std::string& path) {
@@ -45,6 +58,7 @@ int main(int argc, char** argv) {
   int top_k = 0;
   uint64_t seed = 0;
   bool chat = false;
+  double budget = retrokv::PolicyParams{}.budget_fraction;
   auto* p = app.add_option("--prompt", prompt, "prompt text");
   app.add_option("--prompt-file", prompt_file, "read the prompt from a file")->excludes(p);
   app.add_option("--max-new-tokens,-n", max_new, "tokens to generate")
@@ -53,7 +67,11 @@ int main(int argc, char** argv) {
       ->check(CLI::NonNegativeNumber);
   app.add_option("--top-k", top_k, "sample among the top-k tokens (0 = all)");
   app.add_option("--seed", seed, "sampling seed");
-  app.add_option("--backend", backend_name, "attention backend: full");
+  app.add_option("--backend", backend_name,
+                 "attention backend: full|flat_topk|roar_graph|wave|quest");
+  app.add_option("--budget", budget,
+                 "sparse backends: fraction of the context selected per step (1.0 = exact)")
+      ->check(CLI::Range(0.0, 1.0));
   app.add_option("--model", model_path, "GGUF file (default: $RETROKV_MODEL_DIR or models/)");
   app.add_flag("--chat", chat, "wrap the prompt in the SmolLM2-Instruct chat template");
   CLI11_PARSE(app, argc, argv);
@@ -65,7 +83,7 @@ int main(int argc, char** argv) {
     const eng::GgufFile file = eng::GgufFile::open(path);
     const eng::Tokenizer tok = eng::tokenizer_from_gguf(file);
     eng::LlamaModel model(file);
-    auto backend = make_backend(backend_name, model.attention_shape());
+    auto backend = make_backend(backend_name, model.attention_shape(), budget);
 
     std::string text = prompt;
     if (chat) text = "<|im_start|>user\n" + prompt + "<|im_end|>\n<|im_start|>assistant\n";
@@ -94,6 +112,9 @@ int main(int argc, char** argv) {
                  backend->name().c_str(), static_cast<long long>(stats.n_prompt),
                  static_cast<long long>(stats.n_generated), stats.prefill_tokens_per_second(),
                  stats.prefill_seconds, stats.decode_tokens_per_second(), stats.decode_seconds);
+    if (const auto* sb = dynamic_cast<const eng::StoreAttentionBackend*>(backend.get()))
+      std::fprintf(stderr, "store: budget %.4f, exact share %.4f, attention %.3f s in decode\n",
+                   budget, sb->stats().exact_fraction(), sb->decode_attention_seconds());
   } catch (const std::exception& e) {
     std::fprintf(stderr, "retrokv-generate: %s\n", e.what());
     return 1;
