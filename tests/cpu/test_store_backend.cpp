@@ -117,14 +117,14 @@ constexpr double kMinAgreement = 0.0;
 
 // Greedy decode of kSteps tokens after the prompt; logits of every step (the prompt's last
 // position first). With `forced` the given tokens are fed instead of the backend's own.
-struct Run {
+struct Trace {
   std::vector<int32_t> tokens;
   std::vector<std::vector<float>> logits;
 };
 
-Run run_backend(eng::LlamaModel& model, eng::AttentionBackend& backend,
-                const std::vector<int32_t>& prompt, const std::vector<int32_t>* forced) {
-  Run r;
+Trace run_backend(eng::LlamaModel& model, eng::AttentionBackend& backend,
+                  const std::vector<int32_t>& prompt, const std::vector<int32_t>* forced) {
+  Trace r;
   retrokv::Matrix<float> last = model.forward(prompt, backend);
   std::vector<float> logits(last.data(), last.data() + last.cols());
   for (int step = 0; step < kSteps; ++step) {
@@ -147,7 +147,7 @@ class StoreBackendSmolLM2 : public ::testing::Test {
     prompt_ = loaded_->tok.encode(ss.str(), false);
     if (prompt_.size() > kPromptTokens) prompt_.resize(kPromptTokens);
     eng::FullAttentionBackend full(loaded_->model.attention_shape());
-    reference_ = std::make_unique<Run>(run_backend(loaded_->model, full, prompt_, nullptr));
+    reference_ = std::make_unique<Trace>(run_backend(loaded_->model, full, prompt_, nullptr));
   }
   static void TearDownTestSuite() {
     loaded_.reset();
@@ -164,11 +164,11 @@ class StoreBackendSmolLM2 : public ::testing::Test {
   }
   static std::unique_ptr<Loaded> loaded_;
   static std::vector<int32_t> prompt_;
-  static std::unique_ptr<Run> reference_;
+  static std::unique_ptr<Trace> reference_;
 };
 std::unique_ptr<Loaded> StoreBackendSmolLM2::loaded_;
 std::vector<int32_t> StoreBackendSmolLM2::prompt_;
-std::unique_ptr<Run> StoreBackendSmolLM2::reference_;
+std::unique_ptr<Trace> StoreBackendSmolLM2::reference_;
 
 const Policy kPolicies[] = {Policy::kFull, Policy::kFlatTopK, Policy::kRoarGraph, Policy::kWave,
                             Policy::kQuest};
@@ -179,7 +179,7 @@ TEST_F(StoreBackendSmolLM2, EveryPolicyAtFullBudgetReproducesFullAttention) {
   for (Policy p : kPolicies) {
     SCOPED_TRACE(retrokv::policy_name(p));
     eng::StoreAttentionBackend backend(loaded_->model.attention_shape(), store_config(p, 1.0));
-    const Run r = run_backend(loaded_->model, backend, prompt_, nullptr);
+    const Trace r = run_backend(loaded_->model, backend, prompt_, nullptr);
     EXPECT_EQ(r.tokens, reference_->tokens);
     float worst = 0;
     for (size_t s = 0; s < r.logits.size(); ++s)
@@ -198,7 +198,7 @@ TEST_F(StoreBackendSmolLM2, DefaultBudgetAgreesWithFullAttention) {
   for (Policy p : kPolicies) {
     SCOPED_TRACE(retrokv::policy_name(p));
     eng::StoreAttentionBackend backend(loaded_->model.attention_shape(), store_config(p, 0.02));
-    const Run r = run_backend(loaded_->model, backend, prompt_, &reference_->tokens);
+    const Trace r = run_backend(loaded_->model, backend, prompt_, &reference_->tokens);
     EXPECT_EQ(r.tokens[0], reference_->tokens[0]);  // the prompt is attended exactly
     int agree = 0;
     for (int s = 1; s < kSteps; ++s) agree += r.tokens[s] == reference_->tokens[s];
