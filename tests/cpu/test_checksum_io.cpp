@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "common/test_util.h"
 #include "retrokv/core/checksum.h"
 #include "retrokv/core/error.h"
 
@@ -18,25 +19,6 @@ namespace retrokv {
 namespace {
 
 namespace fs = std::filesystem;
-
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    path = fs::temp_directory_path() / ("retrokv_test_checksum_" + std::to_string(::getpid()) +
-                                        "_" + std::to_string(std::random_device{}()));
-    fs::create_directories(path);
-  }
-  ~TempDir() { fs::remove_all(path); }
-};
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
 
 // A small file with one field of each kind.
 BinaryWriter sample_writer() {

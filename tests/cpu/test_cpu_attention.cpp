@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "common/random_data.h"
+#include "common/test_util.h"
 #include "retrokv/core/attention_state.h"
 #include "retrokv/core/reference_attention.h"
 #include "retrokv/cpu/attention.h"
@@ -22,8 +23,6 @@ namespace retrokv {
 namespace {
 
 using cpu::SimdLevel;
-
-bool sanitizer_build() { return std::getenv("RETROKV_SANITIZER_BUILD") != nullptr; }
 
 /// Restores the SIMD level a test forced.
 class SimdLevelGuard {

@@ -12,14 +12,13 @@
 #include <vector>
 
 #include "common/random_data.h"
+#include "common/test_util.h"
 #include "retrokv/core/reference_attention.h"
 #include "retrokv/cpu/simd.h"
 #include "retrokv/index/flat.h"
 
 namespace retrokv {
 namespace {
-
-bool sanitizer_build() { return std::getenv("RETROKV_SANITIZER_BUILD") != nullptr; }
 
 /// Entries uniform in {-2, ..., 2}: dot products are small integers, exact in float, many ties.
 Matrix<float> integer_matrix(int64_t rows, int cols, uint64_t seed) {

@@ -8,13 +8,12 @@
 #include <vector>
 
 #include "common/random_data.h"
+#include "common/test_util.h"
 #include "retrokv/index/ivf.h"
 #include "retrokv/index/knn.h"
 
 namespace retrokv {
 namespace {
-
-bool sanitizer_build() { return std::getenv("RETROKV_SANITIZER_BUILD") != nullptr; }
 
 std::pair<double, double> recall_at(const IvfIndex& index, ConstMatrixView<float> keys,
                                     ConstMatrixView<float> queries, int k, int nprobe) {

@@ -14,13 +14,12 @@
 #include <vector>
 
 #include "common/random_data.h"
+#include "common/test_util.h"
 #include "retrokv/core/reference_attention.h"
 #include "retrokv/store/kv_vector_store.h"
 
 namespace retrokv {
 namespace {
-
-bool sanitizer_build() { return std::getenv("RETROKV_SANITIZER_BUILD") != nullptr; }
 
 constexpr Policy kAllPolicies[] = {Policy::kFull, Policy::kFlatTopK, Policy::kRoarGraph,
                                    Policy::kWave, Policy::kQuest};

@@ -15,6 +15,7 @@
 #include <tuple>
 #include <vector>
 
+#include "common/test_util.h"
 #include "retrokv/core/reference_attention.h"
 #include "retrokv/engine/full_attention_backend.h"
 #include "retrokv/engine/gemm.h"
@@ -27,6 +28,7 @@
 namespace {
 
 namespace eng = retrokv::engine;
+using retrokv::sanitizer_build;
 
 // Measured 19.72 (docs/results.md, "SmolLM2 engine"); the bound leaves ~6% for other summation
 // orders (issue 3: a wrong RoPE or dequantisation shows up as perplexity in the hundreds).
@@ -37,11 +39,6 @@ std::string model_path() {
   const std::string base =
       (dir && *dir) ? std::string(dir) : std::string(RETROKV_SOURCE_DIR) + "/models";
   return base + "/" + eng::kSmolLM2FileName;
-}
-
-bool sanitizer_build() {
-  const char* s = std::getenv("RETROKV_SANITIZER_BUILD");
-  return s != nullptr && std::string(s) == "1";
 }
 
 struct Loaded {

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "common/test_util.h"
 #include "retrokv/core/error.h"
 #include "retrokv/core/half.h"
 #include "retrokv/core/npy.h"
@@ -21,27 +22,6 @@ namespace retrokv {
 namespace {
 
 namespace fs = std::filesystem;
-
-bool sanitizer_build() { return std::getenv("RETROKV_SANITIZER_BUILD") != nullptr; }
-
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    path = fs::temp_directory_path() / ("retrokv_test_npy_" + std::to_string(::getpid()) + "_" +
-                                        std::to_string(std::random_device{}()));
-    fs::create_directories(path);
-  }
-  ~TempDir() { fs::remove_all(path); }
-};
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
 
 // A .npy image with a hand-written header dict (padded as numpy pads: to 64 bytes, '\n' last).
 std::vector<uint8_t> raw_npy(const std::string& dict, const std::vector<uint8_t>& payload,

@@ -11,21 +11,13 @@
 #include <vector>
 
 #include "common/random_data.h"
+#include "common/test_util.h"
 #include "retrokv/core/attention_state.h"
 #include "retrokv/core/error.h"
 #include "retrokv/core/reference_attention.h"
 
 namespace retrokv {
 namespace {
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
 
 TEST(ReferenceAttention, TwoTokensByHand) {
   // q = (1, 0), keys (1, 0) and (0, 0): logits 1 and 0 with scale 1.

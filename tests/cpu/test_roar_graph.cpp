@@ -14,13 +14,12 @@
 #include <vector>
 
 #include "common/random_data.h"
+#include "common/test_util.h"
 #include "retrokv/index/knn.h"
 #include "retrokv/index/roar_graph.h"
 
 namespace retrokv {
 namespace {
-
-bool sanitizer_build() { return std::getenv("RETROKV_SANITIZER_BUILD") != nullptr; }
 
 // The fixed CI set: n keys, d = 64, OOD queries (tests/common/random_data.h), seed 42.
 struct Fixture {

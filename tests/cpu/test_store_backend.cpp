@@ -4,6 +4,7 @@
 // at the default budget (2%) teacher-forced greedy agreement stays above a measured bound.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
@@ -111,9 +112,14 @@ struct Loaded {
 };
 
 constexpr int kPromptTokens = 300;
-constexpr int kSteps = 9;  // the prompt's last position, then 8 decode steps
-// Measured: see the test's output and docs/results.md; set below the worst policy.
-constexpr double kMinAgreement = 0.0;
+// Next-token distributions compared: the prompt's last position, then decode steps (a decode step
+// of the 135M model costs ~0.3 s on a busy 2-core machine, so few of them).
+constexpr int kSteps = 7;
+constexpr int kExactSteps = 3;  // budget 1.0: logits must match, a few steps show it
+// Measured at 2% over 6 teacher-forced decode steps: flat_topk, roar_graph 6/6, wave 5/6, quest
+// 5/6 (docs/results.md); one token of slack below the worst. At 300 tokens the steady zone
+// (4 sinks + 64 local) alone is ~23% of the context, so the exact share is ~26%.
+constexpr double kMinAgreement = 4.0 / 6.0;
 
 // Greedy decode of kSteps tokens after the prompt; logits of every step (the prompt's last
 // position first). With `forced` the given tokens are fed instead of the backend's own.
@@ -122,17 +128,43 @@ struct Trace {
   std::vector<std::vector<float>> logits;
 };
 
-Trace run_backend(eng::LlamaModel& model, eng::AttentionBackend& backend,
-                  const std::vector<int32_t>& prompt, const std::vector<int32_t>* forced) {
+// The prompt's post-RoPE projections of every layer, captured once from the full-attention run:
+// a sparse backend is prefilled from them directly (its prefill is exact, so the model's prompt
+// pass would compute the same thing) and only the decode steps run the model.
+struct Prompt {
+  std::vector<retrokv::Matrix<float>> q, k, v;  // per layer (n, width)
+  std::vector<float> last_logits;
+};
+
+retrokv::Matrix<float> copy(retrokv::ConstMatrixView<float> m) {
+  retrokv::Matrix<float> out(m.rows, m.cols);
+  for (int64_t i = 0; i < m.rows; ++i) std::copy(m.row(i), m.row(i) + m.cols, out.view().row(i));
+  return out;
+}
+
+Trace decode_steps(eng::LlamaModel& model, eng::AttentionBackend& backend,
+                   std::vector<float> logits, const std::vector<int32_t>* forced,
+                   int steps = kSteps) {
   Trace r;
-  retrokv::Matrix<float> last = model.forward(prompt, backend);
-  std::vector<float> logits(last.data(), last.data() + last.cols());
-  for (int step = 0; step < kSteps; ++step) {
+  for (int step = 0; step < steps; ++step) {
     r.logits.push_back(logits);
     r.tokens.push_back(eng::argmax(logits));
-    if (step + 1 < kSteps)
+    if (step + 1 < steps)
       logits = model.decode(forced ? (*forced)[step] : r.tokens.back(), backend);
   }
+  return r;
+}
+
+Trace run_store(eng::LlamaModel& model, const Prompt& p, Policy policy, double budget,
+                const std::vector<int32_t>* forced, int steps, retrokv::LayerStats* stats) {
+  const eng::AttentionShape s = model.attention_shape();
+  eng::StoreAttentionBackend backend(s, store_config(policy, budget));
+  for (int l = 0; l < s.n_layers; ++l) {
+    retrokv::Matrix<float> out(p.q[l].rows(), s.q_width());
+    backend.prefill(l, p.q[l].view(), p.k[l].view(), p.v[l].view(), out.view());
+  }
+  Trace r = decode_steps(model, backend, p.last_logits, forced, steps);
+  *stats = backend.stats();
   return r;
 }
 
@@ -146,10 +178,29 @@ class StoreBackendSmolLM2 : public ::testing::Test {
     ss << in.rdbuf();
     prompt_ = loaded_->tok.encode(ss.str(), false);
     if (prompt_.size() > kPromptTokens) prompt_.resize(kPromptTokens);
-    eng::FullAttentionBackend full(loaded_->model.attention_shape());
-    reference_ = std::make_unique<Trace>(run_backend(loaded_->model, full, prompt_, nullptr));
+    eng::LlamaModel& model = loaded_->model;
+    const int L = model.attention_shape().n_layers;
+    captured_ = std::make_unique<Prompt>();
+    captured_->q.resize(L);
+    captured_->k.resize(L);
+    captured_->v.resize(L);
+    model.set_chunk_size(kPromptTokens);  // one chunk: one observer call per layer
+    model.set_qkv_observer([&](int layer, int64_t, retrokv::ConstMatrixView<float> q,
+                               retrokv::ConstMatrixView<float> k,
+                               retrokv::ConstMatrixView<float> v) {
+      captured_->q[layer] = copy(q);
+      captured_->k[layer] = copy(k);
+      captured_->v[layer] = copy(v);
+    });
+    eng::FullAttentionBackend full(model.attention_shape());
+    const retrokv::Matrix<float> last = model.forward(prompt_, full);
+    model.set_qkv_observer({});
+    captured_->last_logits.assign(last.data(), last.data() + last.cols());
+    reference_ =
+        std::make_unique<Trace>(decode_steps(model, full, captured_->last_logits, nullptr));
   }
   static void TearDownTestSuite() {
+    captured_.reset();
     loaded_.reset();
     reference_.reset();
   }
@@ -165,10 +216,12 @@ class StoreBackendSmolLM2 : public ::testing::Test {
   static std::unique_ptr<Loaded> loaded_;
   static std::vector<int32_t> prompt_;
   static std::unique_ptr<Trace> reference_;
+  static std::unique_ptr<Prompt> captured_;
 };
 std::unique_ptr<Loaded> StoreBackendSmolLM2::loaded_;
 std::vector<int32_t> StoreBackendSmolLM2::prompt_;
 std::unique_ptr<Trace> StoreBackendSmolLM2::reference_;
+std::unique_ptr<Prompt> StoreBackendSmolLM2::captured_;
 
 const Policy kPolicies[] = {Policy::kFull, Policy::kFlatTopK, Policy::kRoarGraph, Policy::kWave,
                             Policy::kQuest};
@@ -178,33 +231,34 @@ const Policy kPolicies[] = {Policy::kFull, Policy::kFlatTopK, Policy::kRoarGraph
 TEST_F(StoreBackendSmolLM2, EveryPolicyAtFullBudgetReproducesFullAttention) {
   for (Policy p : kPolicies) {
     SCOPED_TRACE(retrokv::policy_name(p));
-    eng::StoreAttentionBackend backend(loaded_->model.attention_shape(), store_config(p, 1.0));
-    const Trace r = run_backend(loaded_->model, backend, prompt_, nullptr);
-    EXPECT_EQ(r.tokens, reference_->tokens);
+    retrokv::LayerStats st;
+    const Trace r = run_store(loaded_->model, *captured_, p, 1.0, nullptr, kExactSteps, &st);
+    EXPECT_TRUE(std::equal(r.tokens.begin(), r.tokens.end(), reference_->tokens.begin()));
     float worst = 0;
     for (size_t s = 0; s < r.logits.size(); ++s)
       for (size_t i = 0; i < r.logits[s].size(); ++i)
         worst = std::max(worst, std::abs(r.logits[s][i] - reference_->logits[s][i]));
     std::printf("[ budget 1.0 ] %-10s max |logit - full| = %.2e, exact share %.3f\n",
-                retrokv::policy_name(p), worst, backend.stats().exact_fraction());
+                retrokv::policy_name(p), worst, st.exact_fraction());
     EXPECT_LT(worst, 1e-2f);
-    EXPECT_GT(backend.stats().exact_fraction(), 0.999);
+    EXPECT_GT(st.exact_fraction(), 0.999);
   }
 }
 
 // Default budget: teacher-forced on full attention's tokens, the share of steps whose greedy token
 // equals full's.
 TEST_F(StoreBackendSmolLM2, DefaultBudgetAgreesWithFullAttention) {
-  for (Policy p : kPolicies) {
+  for (Policy p : {Policy::kFlatTopK, Policy::kRoarGraph, Policy::kWave, Policy::kQuest}) {
     SCOPED_TRACE(retrokv::policy_name(p));
-    eng::StoreAttentionBackend backend(loaded_->model.attention_shape(), store_config(p, 0.02));
-    const Trace r = run_backend(loaded_->model, backend, prompt_, &reference_->tokens);
+    retrokv::LayerStats st;
+    const Trace r =
+        run_store(loaded_->model, *captured_, p, 0.02, &reference_->tokens, kSteps, &st);
     EXPECT_EQ(r.tokens[0], reference_->tokens[0]);  // the prompt is attended exactly
     int agree = 0;
     for (int s = 1; s < kSteps; ++s) agree += r.tokens[s] == reference_->tokens[s];
     const double share = double(agree) / (kSteps - 1);
     std::printf("[ budget 0.02 ] %-10s agreement %d/%d, exact share %.3f\n",
-                retrokv::policy_name(p), agree, kSteps - 1, backend.stats().exact_fraction());
+                retrokv::policy_name(p), agree, kSteps - 1, st.exact_fraction());
     EXPECT_GE(share, kMinAgreement);
   }
 }

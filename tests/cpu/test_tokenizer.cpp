@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "common/test_util.h"
 #include "retrokv/core/error.h"
 #include "retrokv/engine/gguf.h"
 #include "retrokv/engine/gguf_vocab.h"
@@ -26,8 +27,6 @@ namespace {
 using ::testing::ElementsAre;
 using ::testing::ElementsAreArray;
 using ::testing::HasSubstr;
-
-bool sanitizer_build() { return std::getenv("RETROKV_SANITIZER_BUILD") != nullptr; }
 
 // ---- a tiny hand-made vocabulary --------------------------------------------------------------
 

@@ -13,13 +13,12 @@
 #include <thread>
 
 #include "common/random_data.h"
+#include "common/test_util.h"
 #include "retrokv/core/reference_attention.h"
 #include "retrokv/index/wave_index.h"
 
 namespace retrokv {
 namespace {
-
-bool sanitizer_build() { return std::getenv("RETROKV_SANITIZER_BUILD") != nullptr; }
 
 WaveParams small_params() {
   WaveParams p;

@@ -2,6 +2,7 @@
 //   recall    — recall vs keys scanned of every index (RoarGraph, IVF, Flat, HNSW, Faiss)
 //   fidelity  — attention-output error of the sparse policies vs full attention
 //   e2e       — SmolLM2 end to end: each sparse backend vs full attention (issue 7)
+//   passkey   — SmolLM2 pass-key retrieval at several depths per backend (issue 7)
 #include <cstdio>
 #include <cstring>
 #include <exception>
@@ -13,6 +14,7 @@ namespace retrokv::eval {
 int run_recall(int argc, char** argv);
 int run_fidelity(int argc, char** argv);
 int run_e2e(int argc, char** argv);
+int run_passkey(int argc, char** argv);
 }  // namespace retrokv::eval
 
 namespace {
@@ -21,7 +23,8 @@ void usage() {
                "usage: retrokv-eval <command> [options]\n"
                "  recall    recall@k vs keys scanned for every index (--help for options)\n"
                "  fidelity  attention error of the sparse policies vs full attention\n"
-               "  e2e       SmolLM2 end to end: sparse backends vs full attention\n");
+               "  e2e       SmolLM2 end to end: sparse backends vs full attention\n"
+               "  passkey   SmolLM2 pass-key retrieval at several depths per backend\n");
 }
 }  // namespace
 
@@ -35,6 +38,7 @@ int main(int argc, char** argv) {
     if (cmd == "recall") return retrokv::eval::run_recall(argc - 1, argv + 1);
     if (cmd == "fidelity") return retrokv::eval::run_fidelity(argc - 1, argv + 1);
     if (cmd == "e2e") return retrokv::eval::run_e2e(argc - 1, argv + 1);
+    if (cmd == "passkey") return retrokv::eval::run_passkey(argc - 1, argv + 1);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "retrokv-eval %s: %s\n", cmd.c_str(), e.what());
     return 1;
