@@ -105,6 +105,7 @@ int run_e2e(int argc, char** argv) {
   int new_tokens = 256;
   int64_t max_prompt = 0;
   double budget = PolicyParams{}.budget_fraction;
+  int threads = 0;
   app.add_option("--text", text_path, "long context (default: the Debian GPL-3 text)");
   app.add_option("--question", question, "appended after the text");
   app.add_option("--new-tokens", new_tokens, "tokens full attention decodes greedily")
@@ -115,6 +116,8 @@ int run_e2e(int argc, char** argv) {
   app.add_option("--backends", backends, "comma-separated: flat_topk,roar_graph,wave,quest");
   app.add_option("--budget", budget, "budget_fraction of the sparse backends")
       ->check(CLI::Range(0.0, 1.0));
+  app.add_option("--threads", threads, "store threads (0 = OpenMP default)")
+      ->check(CLI::NonNegativeNumber);
   app.add_option("--model", model_path, "GGUF file (default: $RETROKV_MODEL_DIR or models/)");
   app.add_option("--out", out_path, "JSON lines, one per backend")->required();
   CLI11_PARSE(app, argc, argv);
@@ -203,6 +206,7 @@ int run_e2e(int argc, char** argv) {
     StoreConfig config;
     config.policy = p;
     config.params.budget_fraction = budget;
+    config.threads = threads;
     eng::StoreAttentionBackend store(model.attention_shape(), config);
     const Result r = run(store, &store, &ref.tokens);
     int agree = 0;

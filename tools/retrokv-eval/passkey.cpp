@@ -73,6 +73,7 @@ int run_passkey(int argc, char** argv) {
   int answer_tokens = 8;
   double budget = PolicyParams{}.budget_fraction;
   uint64_t seed = 1;
+  int threads = 0;
   app.add_option("--text", text_path, "haystack text (default: the Debian GPL-3 text)");
   app.add_option("--depths", depths_arg, "comma-separated depths in [0, 1] of the pass key");
   app.add_option("--max-prompt-tokens", max_prompt,
@@ -84,6 +85,8 @@ int run_passkey(int argc, char** argv) {
   app.add_option("--answer-tokens", answer_tokens, "tokens decoded greedily for the answer")
       ->check(CLI::Range(1, 64));
   app.add_option("--seed", seed, "seed of the pass keys");
+  app.add_option("--threads", threads, "store threads (0 = OpenMP default)")
+      ->check(CLI::NonNegativeNumber);
   app.add_option("--model", model_path, "GGUF file (default: $RETROKV_MODEL_DIR or models/)");
   app.add_option("--out", out_path, "JSON lines, one per (backend, depth)")->required();
   CLI11_PARSE(app, argc, argv);
@@ -152,6 +155,7 @@ int run_passkey(int argc, char** argv) {
         StoreConfig config;
         config.policy = parse_policy(name);
         config.params.budget_fraction = budget;
+        config.threads = threads;
         backend = std::make_unique<eng::StoreAttentionBackend>(shape, config);
       }
       Matrix<float> scratch(cap.n, shape.q_width());
