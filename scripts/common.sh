@@ -34,9 +34,18 @@ retrokv_python() {
   else echo python3; fi
 }
 
-# retrokv_build DIR [cmake args...]
-retrokv_build() {
+# retrokv_configure DIR [cmake args...]: options are passed explicitly every time, so a build
+# directory configured by one script (e.g. demo.sh) never silently changes what another builds.
+retrokv_configure() {
   local dir="$1"; shift
-  cmake -S "$RETROKV_ROOT" -B "$RETROKV_ROOT/$dir" -DCMAKE_BUILD_TYPE=Release "$@" >/dev/null
+  cmake -S "$RETROKV_ROOT" -B "$RETROKV_ROOT/$dir" -DCMAKE_BUILD_TYPE=Release \
+    -DRETROKV_BUILD_TESTS=ON -DRETROKV_BUILD_BENCHMARKS=ON -DRETROKV_BUILD_EXAMPLES=ON \
+    -DRETROKV_SANITIZE= "$@" >/dev/null
+}
+
+# retrokv_build DIR [cmake args...]: configure, then build everything.
+retrokv_build() {
+  local dir="$1"
+  retrokv_configure "$@"
   cmake --build "$RETROKV_ROOT/$dir" -j "$JOBS"
 }

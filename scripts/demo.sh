@@ -5,5 +5,6 @@
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 retrokv_install_deps
 cd "$RETROKV_ROOT"
-retrokv_build build -DRETROKV_BUILD_TESTS=OFF
+retrokv_configure build
+cmake --build build -j "$JOBS" --target demo_split_kv
 ./build/bin/demo_split_kv "$@"
