@@ -8,28 +8,13 @@
 #include <vector>
 
 #include "common/random_data.h"
+#include "common/recall.h"
 #include "common/test_util.h"
 #include "retrokv/index/ivf.h"
 #include "retrokv/index/knn.h"
 
 namespace retrokv {
 namespace {
-
-std::pair<double, double> recall_at(const IvfIndex& index, ConstMatrixView<float> keys,
-                                    ConstMatrixView<float> queries, int k, int nprobe) {
-  const KnnResult truth = knn_inner_product(queries, keys, k);
-  double hits = 0, scanned = 0;
-  for (int64_t i = 0; i < queries.rows; ++i) {
-    SearchParams sp;
-    sp.k = k;
-    sp.nprobe = nprobe;
-    const SearchResult r = index.search(queries.slice_rows(i, 1), sp);
-    const std::set<int32_t> want(truth.row_ids(i), truth.row_ids(i) + k);
-    for (int32_t id : r.ids) hits += want.count(id);
-    scanned += static_cast<double>(r.keys_scanned);
-  }
-  return {hits / (double(k) * queries.rows), scanned / queries.rows};
-}
 
 TEST(Ivf, AllListsIsExactAndListsPartitionKeys) {
   const auto s = make_ood_synthetic(3000, 32, 0, 50, 1);
@@ -40,7 +25,8 @@ TEST(Ivf, AllListsIsExactAndListsPartitionKeys) {
   int64_t total = 0;
   for (int64_t sz : idx.list_sizes()) total += sz;
   EXPECT_EQ(total, 3000);
-  const auto [recall, scanned] = recall_at(idx, s.keys.view(), s.test_queries.view(), 50, 40);
+  const auto [recall, scanned] =
+      recall_at(idx, s.keys.view(), s.test_queries.view(), ivf_params(50, 40));
   EXPECT_EQ(recall, 1.0);
   EXPECT_EQ(scanned, 3000.0);
 }
@@ -53,7 +39,7 @@ TEST(Ivf, RecallGrowsWithNprobeAndScannedIsListSizes) {
   double prev = 0;
   for (int nprobe : {1, 4, 16, 63}) {
     const auto [recall, scanned] =
-        recall_at(idx, s.keys.view(), s.test_queries.view(), 100, nprobe);
+        recall_at(idx, s.keys.view(), s.test_queries.view(), ivf_params(100, nprobe));
     EXPECT_GE(recall, prev);
     prev = recall;
   }

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "common/random_data.h"
+#include "common/recall.h"
 #include "common/test_util.h"
 #include "retrokv/index/knn.h"
 #include "retrokv/index/roar_graph.h"
@@ -46,37 +47,18 @@ const Fixture& fixture() {
   return f;
 }
 
-// Mean recall@k of `index` over the rows of `queries` (one query head each) at beam `ef`,
-// plus the mean keys scanned.
-template <typename Index>
-std::pair<double, double> recall_at(const Index& index, ConstMatrixView<float> keys,
-                                    ConstMatrixView<float> queries, int k, int ef) {
-  const KnnResult truth = knn_inner_product(queries, keys, k);
-  double hits = 0, scanned = 0;
-  for (int64_t i = 0; i < queries.rows; ++i) {
-    SearchParams sp;
-    sp.k = k;
-    sp.ef = ef;
-    const SearchResult r = index.search(queries.slice_rows(i, 1), sp);
-    const std::set<int32_t> want(truth.row_ids(i), truth.row_ids(i) + k);
-    for (int32_t id : r.ids) hits += want.count(id);
-    scanned += static_cast<double>(r.keys_scanned);
-  }
-  return {hits / (double(k) * queries.rows), scanned / queries.rows};
-}
-
 TEST(RoarGraph, RecallGuardOnSyntheticOod) {
   const Fixture& f = fixture();
   // Measured on this fixed set (n 4096, d 64, seed 42, L 200, other params default): ef 100 ->
   // recall@100 0.9936 scanning 0.45 of n, recall@10 0.999. Bounds keep a margin.
   const auto [recall, scanned] =
-      recall_at(f.index, f.data.keys.view(), f.data.test_queries.view(), 100, 100);
+      recall_at(f.index, f.data.keys.view(), f.data.test_queries.view(), graph_params(100, 100));
   std::printf("ef 100: recall@100 %.4f, keys scanned %.0f (%.3f of n)\n", recall, scanned,
               scanned / f.n);
   EXPECT_GE(recall, 0.97);
   EXPECT_LT(scanned, 0.6 * f.n);
   const auto [recall10, scanned10] =
-      recall_at(f.index, f.data.keys.view(), f.data.test_queries.view(), 10, 100);
+      recall_at(f.index, f.data.keys.view(), f.data.test_queries.view(), graph_params(10, 100));
   std::printf("ef 100: recall@10 %.4f\n", recall10);
   EXPECT_GE(recall10, 0.98);
 }
@@ -106,7 +88,8 @@ TEST(RoarGraph, ExactWhenBeamCoversEverything) {
   const auto s = make_ood_synthetic(500, 16, 500, 5, 3);
   RoarGraphParams p = test_params();
   const RoarGraphIndex g = RoarGraphIndex::build(s.keys.view(), s.train_queries.view(), p);
-  const auto [recall, scanned] = recall_at(g, s.keys.view(), s.test_queries.view(), 20, 500);
+  const auto [recall, scanned] =
+      recall_at(g, s.keys.view(), s.test_queries.view(), graph_params(20, 500));
   EXPECT_EQ(recall, 1.0);
   EXPECT_EQ(scanned, 500.0);
 }
@@ -182,7 +165,8 @@ TEST(RoarGraph, SubsampledTrainingQueries) {
   const auto g = RoarGraphIndex::build(s.keys.view(), s.train_queries.view(), p);
   EXPECT_EQ(g.stats().train_queries_used, 500);
   EXPECT_EQ(g.count_reachable(), 2000);
-  const auto [recall, scanned] = recall_at(g, s.keys.view(), s.test_queries.view(), 100, 100);
+  const auto [recall, scanned] =
+      recall_at(g, s.keys.view(), s.test_queries.view(), graph_params(100, 100));
   EXPECT_GE(recall, 0.9);  // measured 0.97
 }
 
@@ -199,10 +183,11 @@ TEST(RoarGraph, InsertKeepsInvariantsAndFindsNewKeys) {
     for (int j = 0; j < 32; ++j) ASSERT_EQ(g.keys()(i, j), s.keys(i, j));
   }
   // Recall over all 2500 keys (inserted ones included) stays close to a fresh build's.
-  const auto [recall, scanned] = recall_at(g, s.keys.view(), s.test_queries.view(), 100, 100);
+  const auto [recall, scanned] =
+      recall_at(g, s.keys.view(), s.test_queries.view(), graph_params(100, 100));
   const auto fresh = RoarGraphIndex::build(s.keys.view(), s.train_queries.view(), p);
   const auto [recall_fresh, scanned_fresh] =
-      recall_at(fresh, s.keys.view(), s.test_queries.view(), 100, 100);
+      recall_at(fresh, s.keys.view(), s.test_queries.view(), graph_params(100, 100));
   std::printf("recall@100 after insert %.4f, fresh build %.4f\n", recall, recall_fresh);
   EXPECT_GE(recall, recall_fresh - 0.05);
   // Insert is deterministic too.
