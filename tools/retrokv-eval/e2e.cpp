@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "eval_text.h"
 #include "retrokv/core/error.h"
 #include "retrokv/engine/full_attention_backend.h"
 #include "retrokv/engine/generate.h"
@@ -36,14 +37,6 @@ using Clock = std::chrono::steady_clock;
 
 double since(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
-}
-
-std::string slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  RETROKV_CHECK(in.good(), "--text: cannot open '", path, "'");
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
 }
 
 // Times the decode-step attention of any backend (the dense reference has no timer of its own).
@@ -86,15 +79,6 @@ double kl(const std::vector<double>& logp, const std::vector<double>& logq) {
   return std::max(0.0, s);
 }
 
-std::vector<std::string> split(const std::string& s) {
-  std::vector<std::string> out;
-  std::stringstream ss(s);
-  std::string item;
-  while (std::getline(ss, item, ','))
-    if (!item.empty()) out.push_back(item);
-  return out;
-}
-
 }  // namespace
 
 int run_e2e(int argc, char** argv) {
@@ -123,7 +107,7 @@ int run_e2e(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
 
   std::vector<Policy> policies;
-  for (const std::string& b : split(backends)) policies.push_back(parse_policy(b));
+  for (const std::string& b : split_csv(backends)) policies.push_back(parse_policy(b));
   std::ofstream out(out_path);
   RETROKV_CHECK(out.good(), "--out: cannot write '", out_path, "'");
 
@@ -133,8 +117,7 @@ int run_e2e(int argc, char** argv) {
   eng::LlamaModel model(file);
   std::vector<int32_t> prompt;
   if (tok.add_bos() && tok.bos_id() >= 0) prompt.push_back(tok.bos_id());
-  std::vector<int32_t> body = tok.encode(slurp(text_path), false);
-  if (max_prompt > 0 && static_cast<int64_t>(body.size()) > max_prompt) body.resize(max_prompt);
+  const std::vector<int32_t> body = encode_text_file(tok, text_path, max_prompt);
   const std::vector<int32_t> q = tok.encode(question, false);
   prompt.insert(prompt.end(), body.begin(), body.end());
   prompt.insert(prompt.end(), q.begin(), q.end());

@@ -14,6 +14,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "eval_text.h"
 #include "retrokv/core/error.h"
 #include "retrokv/engine/full_attention_backend.h"
 #include "retrokv/engine/generate.h"
@@ -30,29 +31,6 @@ namespace {
 
 namespace eng = retrokv::engine;
 using json = nlohmann::json;
-
-std::string slurp_text(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  RETROKV_CHECK(in.good(), "--text: cannot open '", path, "'");
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-template <typename T>
-std::vector<T> split_list(const std::string& s) {
-  std::vector<T> out;
-  std::stringstream ss(s);
-  std::string item;
-  while (std::getline(ss, item, ',')) {
-    if (item.empty()) continue;
-    if constexpr (std::is_same_v<T, double>)
-      out.push_back(std::stod(item));
-    else
-      out.push_back(item);
-  }
-  return out;
-}
 
 // The prompt's post-RoPE Q, K, V per layer, captured from the full-attention prefill. Prefill is
 // exact for every backend, so a sparse backend is prefilled from these instead of re-running the
@@ -91,10 +69,11 @@ int run_passkey(int argc, char** argv) {
   app.add_option("--out", out_path, "JSON lines, one per (backend, depth)")->required();
   CLI11_PARSE(app, argc, argv);
 
-  const std::vector<double> depths = split_list<double>(depths_arg);
+  std::vector<double> depths;
+  for (const std::string& d : split_csv(depths_arg)) depths.push_back(std::stod(d));
   for (double d : depths)
     RETROKV_CHECK(d >= 0.0 && d <= 1.0, "--depths: expected values in [0, 1], got ", d);
-  const std::vector<std::string> names = split_list<std::string>(backends);
+  const std::vector<std::string> names = split_csv(backends);
   for (const std::string& b : names)
     if (b != "full") parse_policy(b);  // throws naming the bad name
   std::ofstream out(out_path);
@@ -105,8 +84,7 @@ int run_passkey(int argc, char** argv) {
   const eng::Tokenizer tok = eng::tokenizer_from_gguf(file);
   eng::LlamaModel model(file);
   const eng::AttentionShape shape = model.attention_shape();
-  std::vector<int32_t> body = tok.encode(slurp_text(text_path), false);
-  if (max_prompt > 0 && static_cast<int64_t>(body.size()) > max_prompt) body.resize(max_prompt);
+  const std::vector<int32_t> body = encode_text_file(tok, text_path, max_prompt);
   const std::vector<int32_t> question =
       tok.encode("\n\nWhat is the pass key? The pass key is", false);
   std::mt19937_64 rng(seed);
