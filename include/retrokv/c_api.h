@@ -7,6 +7,15 @@
 
 #include <stdint.h>
 
+/* libretrokv_c is built with hidden visibility; only the functions marked here are exported. */
+#if defined(_WIN32)
+#define RETROKV_C_API
+#elif defined(__GNUC__)
+#define RETROKV_C_API __attribute__((visibility("default")))
+#else
+#define RETROKV_C_API
+#endif
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -85,42 +94,47 @@ typedef struct retrokv_layer_stats {
 } retrokv_layer_stats;
 
 /* Defaults: float32 KV, full policy, budget 2%, 4 sinks, 64 local, update every 1024. */
-void retrokv_config_default(retrokv_config* config);
+RETROKV_C_API void retrokv_config_default(retrokv_config* config);
 
 /* This thread's message for the last failed call ("" if none). Valid until the next call. */
-const char* retrokv_last_error(void);
-const char* retrokv_status_name(retrokv_status status);
+RETROKV_C_API const char* retrokv_last_error(void);
+RETROKV_C_API const char* retrokv_status_name(retrokv_status status);
 
-retrokv_status retrokv_store_create(const retrokv_config* config, retrokv_store** out);
+RETROKV_C_API retrokv_status retrokv_store_create(const retrokv_config* config,
+                                                  retrokv_store** out);
 /* Waits for background builds and frees everything. NULL is ignored. */
-void retrokv_store_destroy(retrokv_store* store);
+RETROKV_C_API void retrokv_store_destroy(retrokv_store* store);
 
-retrokv_status retrokv_add_sequence(retrokv_store* store, retrokv_seq_id* out);
-retrokv_status retrokv_remove_sequence(retrokv_store* store, retrokv_seq_id seq);
-retrokv_status retrokv_sequence_length(retrokv_store* store, retrokv_seq_id seq, int32_t layer,
-                                       int64_t* out);
+RETROKV_C_API retrokv_status retrokv_add_sequence(retrokv_store* store, retrokv_seq_id* out);
+RETROKV_C_API retrokv_status retrokv_remove_sequence(retrokv_store* store, retrokv_seq_id seq);
+RETROKV_C_API retrokv_status retrokv_sequence_length(retrokv_store* store, retrokv_seq_id seq,
+                                                     int32_t layer, int64_t* out);
 
 /* k, v: (n_tokens, n_kv_heads * head_dim); q: (n_tokens, n_q_heads * head_dim) or NULL. */
-retrokv_status retrokv_prefill(retrokv_store* store, retrokv_seq_id seq, int32_t layer,
-                               const float* k, const float* v, const float* q, int64_t n_tokens);
+RETROKV_C_API retrokv_status retrokv_prefill(retrokv_store* store, retrokv_seq_id seq,
+                                             int32_t layer, const float* k, const float* v,
+                                             const float* q, int64_t n_tokens);
 /* k, v: (n_tokens, n_kv_heads * head_dim), n_tokens >= 1. */
-retrokv_status retrokv_append(retrokv_store* store, retrokv_seq_id seq, int32_t layer,
-                              const float* k, const float* v, int64_t n_tokens);
+RETROKV_C_API retrokv_status retrokv_append(retrokv_store* store, retrokv_seq_id seq, int32_t layer,
+                                            const float* k, const float* v, int64_t n_tokens);
 /* q, out: n_q_heads * head_dim floats; lse: NULL or n_q_heads floats (natural log). */
-retrokv_status retrokv_attend(retrokv_store* store, retrokv_seq_id seq, int32_t layer,
-                              const float* q, float* out, float* lse);
+RETROKV_C_API retrokv_status retrokv_attend(retrokv_store* store, retrokv_seq_id seq, int32_t layer,
+                                            const float* q, float* out, float* lse);
 /* Row i of q / out (n_seqs, n_q_heads * head_dim) belongs to seqs[i]; lengths may differ. */
-retrokv_status retrokv_attend_batch(retrokv_store* store, const retrokv_seq_id* seqs,
-                                    int64_t n_seqs, int32_t layer, const float* q, float* out);
+RETROKV_C_API retrokv_status retrokv_attend_batch(retrokv_store* store, const retrokv_seq_id* seqs,
+                                                  int64_t n_seqs, int32_t layer, const float* q,
+                                                  float* out);
 
-retrokv_status retrokv_get_layer_stats(retrokv_store* store, int32_t layer,
-                                       retrokv_layer_stats* out);
-retrokv_status retrokv_reset_stats(retrokv_store* store);
+RETROKV_C_API retrokv_status retrokv_get_layer_stats(retrokv_store* store, int32_t layer,
+                                                     retrokv_layer_stats* out);
+RETROKV_C_API retrokv_status retrokv_reset_stats(retrokv_store* store);
 /* Host bytes held (KV + index estimates), as counted against the budget. */
-retrokv_status retrokv_memory_bytes(retrokv_store* store, int64_t* out);
+RETROKV_C_API retrokv_status retrokv_memory_bytes(retrokv_store* store, int64_t* out);
 
-retrokv_status retrokv_save_sequence(retrokv_store* store, retrokv_seq_id seq, const char* path);
-retrokv_status retrokv_load_sequence(retrokv_store* store, const char* path, retrokv_seq_id* out);
+RETROKV_C_API retrokv_status retrokv_save_sequence(retrokv_store* store, retrokv_seq_id seq,
+                                                   const char* path);
+RETROKV_C_API retrokv_status retrokv_load_sequence(retrokv_store* store, const char* path,
+                                                   retrokv_seq_id* out);
 
 #ifdef __cplusplus
 } /* extern "C" */

@@ -1,7 +1,7 @@
 // The C API (include/retrokv/c_api.h) over KVVectorStore: every call catches every exception,
 // stores its message in a thread-local string and returns a status code (issue 7 "API").
-// Lives in src/engine/ because that is the library the build compiles today; it depends only
-// on the header-only store and could move to a retrokv_c library of its own.
+// Built as its own shared library, libretrokv_c (CMake target retrokv::c), which depends only on
+// the header-only store: a C engine links it without the example engine or a C++ toolchain.
 #include "retrokv/c_api.h"
 
 #include <new>
