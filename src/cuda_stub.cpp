@@ -83,13 +83,6 @@ CudaStatus merge_states(const float*, const float*, int, int64_t, int, int64_t, 
 CudaStatus merge_states(const float*, const float*, int, int64_t, int, float*, float*, Stream) {
   no_cuda();
 }
-std::size_t scoring_workspace_bytes(int n_q_heads, int n_kv_heads, int64_t n_total_clusters) {
-  RETROKV_CHECK(n_kv_heads >= 1 && n_q_heads % n_kv_heads == 0,
-                "n_q_heads: expected a multiple of n_kv_heads (", n_kv_heads, "), got ", n_q_heads);
-  RETROKV_CHECK(n_total_clusters >= 0, "n_total_clusters: expected >= 0, got ", n_total_clusters);
-  return static_cast<std::size_t>(n_q_heads / n_kv_heads) *
-         static_cast<std::size_t>(n_total_clusters) * sizeof(float);
-}
 CudaStatus score_centroids(const float*, const CentroidSet&, int, int, int, int, int64_t, int, int,
                            float, void*, float*, int32_t*, int32_t*, Stream) {
   no_cuda();

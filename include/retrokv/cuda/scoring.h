@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "retrokv/core/error.h"
 #include "retrokv/cuda/device.h"
 
 namespace retrokv::cuda {
@@ -18,8 +19,16 @@ struct CentroidSet {
   const int32_t* indptr = nullptr;  // (batch * n_kv_heads + 1), device
 };
 
-/// Bytes of device workspace score_centroids needs: group * n_total_clusters floats.
-std::size_t scoring_workspace_bytes(int n_q_heads, int n_kv_heads, int64_t n_total_clusters);
+/// Bytes of device workspace score_centroids needs: group * n_total_clusters floats (host math,
+/// the same with and without CUDA).
+inline std::size_t scoring_workspace_bytes(int n_q_heads, int n_kv_heads,
+                                           int64_t n_total_clusters) {
+  RETROKV_CHECK(n_kv_heads >= 1 && n_q_heads % n_kv_heads == 0,
+                "n_q_heads: expected a multiple of n_kv_heads (", n_kv_heads, "), got ", n_q_heads);
+  RETROKV_CHECK(n_total_clusters >= 0, "n_total_clusters: expected >= 0, got ", n_total_clusters);
+  return static_cast<std::size_t>(n_q_heads / n_kv_heads) *
+         static_cast<std::size_t>(n_total_clusters) * sizeof(float);
+}
 
 /// Scores and selects. q (batch, n_q_heads, d) float; max_clusters: the longest list (host).
 /// Outputs: group_scores (n_total) = sum over the group of softmax probabilities (in [0, group]);
