@@ -17,9 +17,15 @@ import matplotlib.ticker  # noqa: E402
 STYLE = {
     "wave": ("tab:blue", "o", "-"),
     "wave_no_estimate": ("tab:cyan", "s", "--"),
+    "wave_var": ("tab:purple", "o", "-"),
     "flat_topk": ("black", "^", "-"),
     "roargraph_topk": ("tab:green", "v", "-"),
     "quest": ("tab:red", "D", "-"),
+}
+# Second wave index with small clusters (retrokv-eval fidelity --extra-tokens-per-cluster N).
+PREFIX_STYLE = {
+    "wave_var_tpc": ("tab:brown", "P", "-"),
+    "wave_tpc": ("tab:orange", "P", "--"),
 }
 
 
@@ -41,7 +47,11 @@ def main():
     for method, pts in sorted(curves.items()):
         pts.sort()
         x = [100 * p[0] for p in pts]
-        colour, marker, ls = STYLE.get(method, (None, "*", ":"))
+        style = STYLE.get(method)
+        for prefix, st in PREFIX_STYLE.items():
+            if style is None and method.startswith(prefix):
+                style = st
+        colour, marker, ls = style or (None, "*", ":")
         if method.startswith("wave_adaptive"):
             ls = "none"
             marker = "*"

@@ -212,6 +212,74 @@ TEST(WaveIndex, EstimationZoneLowersError) {
   EXPECT_LT(exact_frac, 0.05);
 }
 
+// Keys spread around their cluster centroids make exp(q.c) underestimate the mean of exp(q.k)
+// (Jensen): the variance estimator's second-order term recovers part of the estimation zone's
+// mass. Same zones, same exact tokens; errors against the float64 reference.
+TEST(WaveIndex, VarianceEstimatorLowersError) {
+  const int64_t n = sanitizer_build() ? 8192 : 16384;
+  const int d = 64;
+  const SyntheticAttention s = make_clustered(n, d, 64, 24, 7);
+  WaveIndex w(s.keys.view(), s.values.view(), WaveParams{});
+  const float scale = 1.f / 8.f;
+  WaveBudget centroid = w.params().budget, variance = centroid;
+  ASSERT_EQ(centroid.estimator, WaveEstimator::kCentroid);  // the formula is the default
+  variance.estimator = WaveEstimator::kVariance;
+  double exact_c = 0, exact_v = 0;
+  const double e_c = median_err(w, s, centroid, scale, &exact_c);
+  const double e_v = median_err(w, s, variance, scale, &exact_v);
+  std::printf("median rel err: centroid %.4f, variance %.4f, exact share %.4f\n", e_c, e_v,
+              exact_v);
+  EXPECT_EQ(exact_c, exact_v);
+  EXPECT_LT(e_v, 0.9 * e_c);  // 0.061 vs 0.073 when written
+  // A zero cap is the centroid formula exactly.
+  WaveBudget zero_cap = variance;
+  zero_cap.variance_cap = 0.0;
+  EXPECT_EQ(median_err(w, s, zero_cap, scale), e_c);
+}
+
+// The per-cluster variances are the population variances of the cluster's keys; a two-token
+// cluster c ± δ has true log-mean-exp log cosh(a.δ) ≈ ½(a.δ)², which the corrected estimate
+// matches when δ lies along one axis (the diagonal variance then holds all of the spread).
+TEST(WaveIndex, KeyVariancesMatchRecomputationAndCorrectTwoPointCluster) {
+  const int64_t n = 3000;
+  auto s = make_ood_synthetic(n, 16, 0, 0, 2);
+  WaveIndex w(s.keys.view(), s.values.view(), small_params());
+  const auto& off = w.cluster_offsets();
+  ASSERT_EQ(w.key_variances().rows, w.n_clusters());
+  for (int64_t c = 0; c < w.n_clusters(); ++c) {
+    for (int t = 0; t < 16; ++t) {
+      double v = 0;
+      for (int64_t p = off[c]; p < off[c + 1]; ++p) {
+        const double dl = double(w.reordered_keys()(p, t)) - w.centroids()(c, t);
+        v += dl * dl;
+      }
+      EXPECT_NEAR(w.key_variances()(c, t), v / double(off[c + 1] - off[c]), 1e-4);
+    }
+  }
+  // estimate_zone on one cluster {c + δ, c - δ} with value sum 0 + 2: lse vs log Σ exp(a.k).
+  const int dd = 4;
+  const float cen[dd] = {0.5f, -0.25f, 0.f, 1.f}, delta[dd] = {0.f, 0.f, -0.6f, 0.f};
+  const float a[dd] = {1.f, 0.5f, -1.f, 0.75f};
+  float var[dd], a2[dd], logit = 0.f;
+  double truth = 0.0, ad = 0.0;
+  for (int t = 0; t < dd; ++t) {
+    var[t] = delta[t] * delta[t];
+    a2[t] = a[t] * a[t];
+    logit += a[t] * cen[t];
+    ad += double(a[t]) * delta[t];
+  }
+  truth = double(logit) + std::log(2.0 * std::cosh(ad));
+  const int64_t offsets[2] = {0, 2};
+  const float vsum[dd] = {2.f, 2.f, 2.f, 2.f};
+  const int32_t clusters[1] = {0};
+  float o[dd], lse_c, lse_v;
+  detail::estimate_zone(&logit, 1, 1, offsets, vsum, clusters, 1, dd, o, &lse_c);
+  detail::estimate_zone(&logit, 1, 1, offsets, vsum, clusters, 1, dd, o, &lse_v, var, a2, 10.f);
+  EXPECT_LT(lse_c, truth);  // Jensen: the centroid formula is low
+  EXPECT_LT(std::abs(lse_v - truth), 0.1 * std::abs(lse_c - truth));
+  for (int t = 0; t < dd; ++t) EXPECT_FLOAT_EQ(o[t], 1.f);  // the value mean is unchanged
+}
+
 TEST(WaveIndex, AdaptiveBudgetObeysTolerance) {
   const int64_t n = 8192;
   const int d = 32;
@@ -347,6 +415,94 @@ TEST(WaveIndex, SaveLoadRoundTripIsIdentical) {
   for (int h = 0; h < 3; ++h) EXPECT_EQ(l1[h], l2[h]);
 }
 
+TEST(WaveIndex, SaveLoadKeepsEstimatorAndVariances) {
+  auto s = make_ood_synthetic(2000, 16, 0, 2, 21);
+  WaveParams p = small_params();
+  p.budget.estimator = WaveEstimator::kVariance;
+  p.budget.variance_cap = 0.75;
+  WaveIndex w(s.keys.view(), s.values.view(), p);
+  const std::string path = temp_path("estimator");
+  w.save(path);
+  const WaveIndex r = WaveIndex::load(path);
+  std::remove(path.c_str());
+  EXPECT_EQ(r.params().budget.estimator, WaveEstimator::kVariance);
+  EXPECT_EQ(r.params().budget.variance_cap, 0.75);
+  ASSERT_EQ(r.key_variances().rows, w.key_variances().rows);
+  for (int64_t c = 0; c < w.n_clusters(); ++c)
+    for (int t = 0; t < 16; ++t) EXPECT_EQ(r.key_variances()(c, t), w.key_variances()(c, t));
+  Matrix<float> o1(2, 16), o2(2, 16);
+  float l1[2], l2[2];
+  w.attend(s.test_queries.view(), 0.25f, o1.view(), l1);
+  r.attend(s.test_queries.view(), 0.25f, o2.view(), l2);
+  for (int i = 0; i < 32; ++i) EXPECT_EQ(o1.data()[i], o2.data()[i]);
+}
+
+// A version-1 file (before the estimator fields and the key variances) still loads: defaults for
+// the new budget fields, variances recomputed from the stored keys, identical attention.
+TEST(WaveIndex, LoadsVersion1Files) {
+  const int64_t n = 2000;
+  const int d = 16;
+  auto s = make_ood_synthetic(n, d, 0, 2, 22);
+  const WaveParams p = small_params();
+  WaveIndex w(s.keys.view(), s.values.view(), p);
+  // The v1 layout, written field by field from the public accessors.
+  BinaryWriter bw(WaveIndex::kMagic, 1);
+  bw.write<int64_t>(p.segment_size);
+  bw.write<int32_t>(p.tokens_per_cluster);
+  bw.write<int32_t>(p.iterations);
+  bw.write<int32_t>(p.n_sink);
+  bw.write<int32_t>(p.n_local);
+  bw.write<int64_t>(p.update_interval);
+  bw.write<uint64_t>(p.seed);
+  bw.write<double>(p.budget.retrieval_frac);
+  bw.write<int64_t>(p.budget.retrieval_tokens);
+  bw.write<double>(p.budget.estimation_frac);
+  bw.write<int64_t>(p.budget.estimation_tokens);
+  bw.write<double>(p.budget.tolerance);
+  bw.write<int32_t>(d);
+  bw.write<int64_t>(n);
+  bw.write<int64_t>(p.n_sink);  // sinks of a fresh build
+  bw.write<int64_t>(w.pending());
+  bw.write<bool>(true);
+  std::vector<double> mean(d, 0.0);
+  for (int64_t i = p.n_sink; i < n - p.n_local; ++i)
+    for (int t = 0; t < d; ++t) mean[t] += s.keys(i, t);
+  std::vector<float> key_mean(d);
+  for (int t = 0; t < d; ++t) key_mean[t] = float(mean[t] / double(n - p.n_sink - p.n_local));
+  auto rows = [&](ConstMatrixView<float> m) {
+    return std::vector<float>(m.data, m.data + m.rows * m.cols);
+  };
+  bw.write_vector(key_mean);
+  bw.write_vector(w.steady_ids());
+  bw.write_vector(rows(w.steady_keys()));
+  bw.write_vector(rows(w.steady_values()));
+  bw.write_vector(w.cluster_offsets());
+  bw.write_vector(w.reordered_ids());
+  bw.write_vector(rows(w.reordered_keys()));
+  bw.write_vector(rows(w.reordered_values()));
+  bw.write_vector(rows(w.centroids()));
+  bw.write_vector(rows(w.value_sums()));
+  bw.write_vector(w.segments());
+  const std::string path = temp_path("v1");
+  bw.save(path);
+  const WaveIndex r = WaveIndex::load(path);
+  std::remove(path.c_str());
+  EXPECT_EQ(r.params().budget.estimator, WaveEstimator::kCentroid);
+  ASSERT_EQ(r.key_variances().rows, w.n_clusters());
+  for (int64_t c = 0; c < w.n_clusters(); ++c)
+    for (int t = 0; t < d; ++t) EXPECT_EQ(r.key_variances()(c, t), w.key_variances()(c, t));
+  WaveBudget vb = p.budget;
+  vb.estimator = WaveEstimator::kVariance;
+  for (const WaveBudget* b :
+       {static_cast<const WaveBudget*>(nullptr), static_cast<const WaveBudget*>(&vb)}) {
+    Matrix<float> o1(2, d), o2(2, d);
+    float l1[2], l2[2];
+    w.attend(s.test_queries.view(), 0.25f, o1.view(), l1, nullptr, b);
+    r.attend(s.test_queries.view(), 0.25f, o2.view(), l2, nullptr, b);
+    for (int i = 0; i < 2 * d; ++i) EXPECT_EQ(o1.data()[i], o2.data()[i]);
+  }
+}
+
 TEST(WaveIndex, CorruptFilesThrow) {
   auto s = make_ood_synthetic(700, 8, 0, 0, 14);
   WaveIndex w(s.keys.view(), s.values.view(), WaveParams{});
@@ -454,6 +610,14 @@ TEST(WaveIndex, BadInputsThrowNamingArgument) {
   b.retrieval_frac = 1.5;
   expect_msg([&] { w.attend(q.view(), 0.25f, o.view(), lse, nullptr, &b); },
              "budget.retrieval_frac");
+  WaveBudget bad_cap;
+  bad_cap.variance_cap = -1.0;
+  expect_msg([&] { w.attend(q.view(), 0.25f, o.view(), lse, nullptr, &bad_cap); },
+             "budget.variance_cap");
+  WaveBudget bad_est;
+  bad_est.estimator = static_cast<WaveEstimator>(7);
+  expect_msg([&] { w.attend(q.view(), 0.25f, o.view(), lse, nullptr, &bad_est); },
+             "budget.estimator");
   // A rejected append changes nothing.
   const int64_t before = w.size();
   Matrix<float> k = random_matrix(5, 16, 2), v = random_matrix(5, 16, 3);

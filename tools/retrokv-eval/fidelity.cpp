@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "fidelity_data.h"
+#include "fidelity_estimators.h"
 #include "retrokv/core/reference_attention.h"
 #include "retrokv/cpu/attention.h"
 #include "retrokv/index/quest_index.h"
@@ -35,8 +36,15 @@ struct FidelityOptions {
   int64_t max_queries = 0;     // per head, 0 = all
   int64_t global_max = 65536;  // global k-means comparison only up to this many tokens
   bool roargraph = true;
+  bool decompose = false;                         // extra decomp_* methods (fidelity_estimators.h)
+  std::vector<double> decompose_est{0.232, 1.0};  // estimation fractions for decomp_*
+  double decompose_cap = INFINITY;                // clip of the second-moment corrections
   int ef = 128;
   WaveParams wave;
+  // A second wave index with smaller clusters (0 = none): methods wave_tpc<N> and
+  // wave_var_tpc<N> at extra_budgets (fractions of its clusters).
+  int extra_tpc = 0;
+  std::vector<double> extra_budgets{0.03, 0.04, 0.05};
 };
 
 // Errors and exact shares collected for one (method, budget) over queries and heads.
@@ -113,6 +121,12 @@ HeadResult evaluate_head(const HeadData& h, const FidelityOptions& opt) {
   res.build_seconds = seconds_since(t0);
   res.n_clusters = wave.n_clusters();
   res.n_segments = static_cast<int64_t>(wave.segments().size());
+  std::unique_ptr<WaveIndex> small;
+  if (opt.extra_tpc > 0) {
+    WaveParams sp = opt.wave;
+    sp.tokens_per_cluster = opt.extra_tpc;
+    small = std::make_unique<WaveIndex>(prompt_k, prompt_v, sp);
+  }
   std::unique_ptr<WaveIndex> global;
   if (h.n_prompt <= opt.global_max) {
     WaveParams gp = opt.wave;
@@ -144,6 +158,9 @@ HeadResult evaluate_head(const HeadData& h, const FidelityOptions& opt) {
   std::vector<float> lse(g);
   std::vector<float> group_score(static_cast<size_t>(n_mid));
   std::vector<int32_t> ids, order(static_cast<size_t>(n_mid));
+  ClusterMoments moments;
+  moments.cap = opt.decompose_cap;
+  std::vector<double> od(d);
   using RowMajorF = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 
   for (int64_t t = 0; t < n_q; ++t) {
@@ -153,6 +170,8 @@ HeadResult evaluate_head(const HeadData& h, const FidelityOptions& opt) {
     if (h.n_gen_keys > 0) {
       ctx = h.n_prompt + t + 1;
       wave.append(h.keys.view().slice_rows(ctx - 1, 1), h.values.view().slice_rows(ctx - 1, 1));
+      if (small)
+        small->append(h.keys.view().slice_rows(ctx - 1, 1), h.values.view().slice_rows(ctx - 1, 1));
     }
     const ConstMatrixView<float> q = h.queries.view().slice_rows(t * g, g);
     const ConstMatrixView<float> ck = h.keys.view().slice_rows(0, ctx);
@@ -208,11 +227,59 @@ HeadResult evaluate_head(const HeadData& h, const FidelityOptions& opt) {
       WaveStats st;
       wave.attend(q, scale, o.view(), lse.data(), &st, &wb);
       record("wave", b, st.steady_tokens + st.retrieval_tokens);
+      {
+        // retrokv's variance-corrected estimate (WaveEstimator::kVariance), same zones.
+        WaveBudget vb = wb;
+        vb.estimator = WaveEstimator::kVariance;
+        WaveStats sv;
+        wave.attend(q, scale, o.view(), lse.data(), &sv, &vb);
+        record("wave_var", b, sv.steady_tokens + sv.retrieval_tokens);
+      }
       wb.estimation_frac = 0.0;
       wb.estimation_tokens = 0;
       WaveStats st0;
       wave.attend(q, scale, o.view(), lse.data(), &st0, &wb);
       record("wave_no_estimate", b, st0.steady_tokens + st0.retrieval_tokens);
+      if (opt.decompose) {
+        if (moments.n_clusters != wave.n_clusters()) moments.compute(wave);
+        for (double ef_frac : opt.decompose_est) {
+          WaveBudget db = opt.wave.budget;
+          db.retrieval_frac = b;
+          db.retrieval_tokens = 0;
+          db.tolerance = 0.0;
+          db.estimation_frac = ef_frac;
+          db.estimation_tokens = 0;
+          const WaveSelection sel = wave.select(q, scale, &db);
+          for (EstimateMode m :
+               {EstimateMode::kCentroid, EstimateMode::kVarIso, EstimateMode::kVarDiag,
+                EstimateMode::kVarDiagX, EstimateMode::kVarFull, EstimateMode::kVarFullX,
+                EstimateMode::kXcov, EstimateMode::kVarPca, EstimateMode::kSubVar,
+                EstimateMode::kSubVarTop, EstimateMode::kOracleZ, EstimateMode::kOracleExact}) {
+            for (int j = 0; j < g; ++j) {
+              decomposed_attend(wave, moments, q.row(j), scale, sel, m, od.data());
+              for (int t = 0; t < d; ++t) o(j, t) = static_cast<float>(od[t]);
+            }
+            std::ostringstream name;
+            name << "decomp_" << mode_name(m) << "_est" << ef_frac;
+            record(name.str(), b, st0.steady_tokens + sel.retrieval_tokens);
+          }
+        }
+        // Other rankings at the same retrieval token count, all other clusters estimated.
+        for (RankMode rm :
+             {RankMode::kSoftmax, RankMode::kMassVar, RankMode::kBound, RankMode::kOracle}) {
+          const WaveSelection sel =
+              decomposed_select(wave, moments, q, scale, rm, st0.retrieval_tokens, 1.0);
+          for (EstimateMode m : {EstimateMode::kCentroid, EstimateMode::kOracleZ}) {
+            for (int j = 0; j < g; ++j) {
+              decomposed_attend(wave, moments, q.row(j), scale, sel, m, od.data());
+              for (int t = 0; t < d; ++t) o(j, t) = static_cast<float>(od[t]);
+            }
+            std::ostringstream name;
+            name << "rank_" << rank_name(rm) << "_" << mode_name(m);
+            record(name.str(), b, st0.steady_tokens + sel.retrieval_tokens);
+          }
+        }
+      }
       if (n_mid == 0) continue;
       const int64_t k = std::min(st.retrieval_tokens, n_mid);  // matched exact budget
       // Flat top-k: the exact selection.
@@ -236,6 +303,22 @@ HeadResult evaluate_head(const HeadData& h, const FidelityOptions& opt) {
           found = roar->search(q, sp).ids;
         }
         record("roargraph_topk", b, attend_selected(found));
+      }
+    }
+    if (small) {
+      for (double b : opt.extra_budgets) {
+        WaveBudget wb = opt.wave.budget;
+        wb.retrieval_frac = b;
+        wb.retrieval_tokens = 0;
+        wb.tolerance = 0.0;
+        for (WaveEstimator e : {WaveEstimator::kCentroid, WaveEstimator::kVariance}) {
+          wb.estimator = e;
+          WaveStats st;
+          small->attend(q, scale, o.view(), lse.data(), &st, &wb);
+          std::ostringstream name;
+          name << (e == WaveEstimator::kVariance ? "wave_var_tpc" : "wave_tpc") << opt.extra_tpc;
+          record(name.str(), b, st.steady_tokens + st.retrieval_tokens);
+        }
       }
     }
     for (double tol : opt.tolerances) {
@@ -320,6 +403,24 @@ int run_fidelity(int argc, char** argv) {
   app.add_option("--ef", opt.ef, "RoarGraph search beam width (at least k)");
   app.add_option("--segment-size", opt.wave.segment_size, "wave segment size");
   bool no_roar = false;
+  app.add_option("--tokens-per-cluster", opt.wave.tokens_per_cluster, "wave cluster size");
+  app.add_option("--iterations", opt.wave.iterations, "wave k-means iterations");
+  app.add_option("--estimation-frac", opt.wave.budget.estimation_frac,
+                 "wave estimation zone, fraction of clusters (default 0.232)");
+  app.add_option("--variance-cap", opt.wave.budget.variance_cap,
+                 "cap of the variance estimator's correction (wave_var*, default 1)");
+  app.add_flag("--decompose", opt.decompose,
+               "also record decomp_<estimator>_est<frac> methods: the wave zones with the "
+               "estimation zone estimated in other ways (error decomposition)");
+  std::string dec_s, extra_b_s;
+  app.add_option("--extra-tokens-per-cluster", opt.extra_tpc,
+                 "also evaluate a second wave index with this cluster size (wave_tpc<N>, "
+                 "wave_var_tpc<N>)");
+  app.add_option("--extra-budgets", extra_b_s,
+                 "retrieval fractions of the second index (default 0.03,0.04,0.05)");
+  app.add_option("--decompose-cap", opt.decompose_cap,
+                 "clip of the decomp_var_* corrections (log units)");
+  app.add_option("--decompose-est", dec_s, "estimation fractions for --decompose (0.232,1)");
   app.add_flag("--no-roargraph", no_roar, "skip the RoarGraph baseline (its build is slow)");
   try {
     app.parse(argc, argv);
@@ -331,6 +432,8 @@ int run_fidelity(int argc, char** argv) {
   if (!budgets_s.empty()) opt.budgets = parse_doubles(budgets_s, "--budgets");
   opt.tolerances = parse_doubles(tol_s, "--tolerances");
   opt.roargraph = !no_roar;
+  if (!extra_b_s.empty()) opt.extra_budgets = parse_doubles(extra_b_s, "--extra-budgets");
+  if (!dec_s.empty()) opt.decompose_est = parse_doubles(dec_s, "--decompose-est");
 
   std::vector<HeadData> heads;
   if (!trace_dir.empty()) {

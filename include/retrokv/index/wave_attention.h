@@ -20,17 +20,36 @@ namespace retrokv::detail {
 /// tokens; value_sums: rows VS_c (stride d); clusters: the n zone members. Writes o (g, d) rows of
 /// stride d and lse[g]; an empty zone gives lse = -inf, o = 0. Each VS_c is read once for all
 /// heads (the zone's value sums are the bulk of the memory traffic).
+/// Variance correction (WaveEstimator::kVariance) when key_var is non-null: key_var (C, d) holds
+/// each cluster's per-dimension key variance and a2 (g, d) the squared scaled queries
+/// (q_h*scale)²; every l_i becomes l_i + min(½ Σ_t a2_ht key_var_it, cap), i.e. both the mass
+/// and the value weight of the cluster are raised by the second-order term of log-mean-exp.
 inline void estimate_zone(const float* logits, int64_t n_clusters, int g, const int64_t* offsets,
                           const float* value_sums, const int32_t* clusters, int64_t n, int d,
-                          float* o, float* lse) {
+                          float* o, float* lse, const float* key_var = nullptr,
+                          const float* a2 = nullptr, float cap = 0.f) {
   std::fill(o, o + static_cast<int64_t>(g) * d, 0.f);
-  std::vector<float> m(g, -INFINITY), w(g);
+  std::vector<float> m(g, -INFINITY);
   std::vector<double> z(g, 0.0);
-  // m_h = max over the zone of l_i + log s_i keeps every s_i exp(l_i - m_h) <= 1.
+  // l (n, g): the zone's (corrected) logits, computed once for both passes.
+  std::vector<float> l(static_cast<size_t>(n) * g);
   for (int64_t i = 0; i < n; ++i) {
     const int32_t c = clusters[i];
     const float log_size = std::log(static_cast<float>(offsets[c + 1] - offsets[c]));
-    for (int h = 0; h < g; ++h) m[h] = std::max(m[h], logits[h * n_clusters + c] + log_size);
+    for (int h = 0; h < g; ++h) {
+      float li = logits[h * n_clusters + c];
+      if (key_var) {
+        // Eigen's dot keeps several SIMD accumulators; a plain float loop is a serial chain of
+        // dependent adds (no reassociation without -ffast-math) and tripled this zone's time.
+        const float q2 =
+            Eigen::Map<const Eigen::VectorXf>(key_var + static_cast<int64_t>(c) * d, d)
+                .dot(Eigen::Map<const Eigen::VectorXf>(a2 + static_cast<int64_t>(h) * d, d));
+        li += std::min(0.5f * q2, cap);
+      }
+      l[i * g + h] = li;
+      // m_h = max over the zone of l_i + log s_i keeps every s_i exp(l_i - m_h) <= 1.
+      m[h] = std::max(m[h], li + log_size);
+    }
   }
   if (n == 0 || m[0] == -INFINITY) {
     std::fill(lse, lse + g, -INFINITY);
@@ -41,7 +60,7 @@ inline void estimate_zone(const float* logits, int64_t n_clusters, int g, const 
     const float size = static_cast<float>(offsets[c + 1] - offsets[c]);
     const float* RETROKV_RESTRICT vs = value_sums + static_cast<int64_t>(c) * d;
     for (int h = 0; h < g; ++h) {
-      const float wt = std::exp(logits[h * n_clusters + c] - m[h]);
+      const float wt = std::exp(l[i * g + h] - m[h]);
       z[h] += static_cast<double>(wt) * size;
       // A plain loop the compiler vectorises: a short Eigen expression per row costs more in
       // setup than the d multiply-adds it does.

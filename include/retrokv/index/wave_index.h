@@ -171,9 +171,17 @@ class WaveIndex : public TokenIndex {
     cpu::attend_ids<float>(q, reordered_keys(), reordered_values(), rows.data(),
                            static_cast<int64_t>(rows.size()), scale, state(1), lses.data() + g);
     const int64_t n_c = n_clusters();
+    std::vector<float> a2;  // (g, d) squared scaled queries for the variance estimator
+    const bool variance = b.estimator == WaveEstimator::kVariance;
+    if (variance) {
+      a2.resize(static_cast<size_t>(g) * d_);
+      for (int h = 0; h < g; ++h)
+        for (int t = 0; t < d_; ++t) a2[h * d_ + t] = (q(h, t) * scale) * (q(h, t) * scale);
+    }
     detail::estimate_zone(logits.data(), n_c, g, cluster_offsets_.data(), value_sums_.data(),
                           sel.estimation.data(), static_cast<int64_t>(sel.estimation.size()), d_,
-                          state(2).data, lses.data() + 2 * g);
+                          state(2).data, lses.data() + 2 * g, variance ? key_var_.data() : nullptr,
+                          variance ? a2.data() : nullptr, static_cast<float>(b.variance_cap));
     std::vector<float> merged_o(static_cast<size_t>(3) * d_);
     for (int h = 0; h < g; ++h) {
       float l[3];
@@ -235,6 +243,9 @@ class WaveIndex : public TokenIndex {
   ConstMatrixView<float> centroids() const { return view_of(centroids_); }
   /// (C, d): sum of each cluster's values.
   ConstMatrixView<float> value_sums() const { return view_of(value_sums_); }
+  /// (C, d): per-dimension variance of each cluster's raw keys around its centroid (population,
+  /// 1/s), used by WaveEstimator::kVariance.
+  ConstMatrixView<float> key_variances() const { return view_of(key_var_); }
   /// Steady-zone token ids (sinks first, then the rest in order) and their keys and values.
   const std::vector<int32_t>& steady_ids() const { return steady_ids_; }
   ConstMatrixView<float> steady_keys() const { return view_of(steady_keys_); }
@@ -244,15 +255,18 @@ class WaveIndex : public TokenIndex {
 
   /// Bytes of cluster metadata and bookkeeping (not the KV copy).
   int64_t memory_bytes() const override {
-    return static_cast<int64_t>((centroids_.size() + value_sums_.size() + key_mean_.size()) *
-                                    sizeof(float) +
-                                cluster_offsets_.size() * sizeof(int64_t) +
-                                (pos_ids_.size() + steady_ids_.size()) * sizeof(int32_t) +
-                                segments_.size() * sizeof(WaveSegment));
+    return static_cast<int64_t>(
+        (centroids_.size() + value_sums_.size() + key_var_.size() + key_mean_.size()) *
+            sizeof(float) +
+        cluster_offsets_.size() * sizeof(int64_t) +
+        (pos_ids_.size() + steady_ids_.size()) * sizeof(int32_t) +
+        segments_.size() * sizeof(WaveSegment));
   }
 
   static constexpr const char* kMagic = "RKVWAVE1";
-  static constexpr uint32_t kVersion = 1;
+  /// Version 2 adds budget.estimator, budget.variance_cap and the per-cluster key variances;
+  /// version 1 files still load (defaults for the new budget fields, variances recomputed).
+  static constexpr uint32_t kVersion = 2;
 
   /// Writes the whole index (params, metadata and the KV copy) to a versioned, checksummed file.
   void save(const std::string& path) const {
@@ -269,6 +283,8 @@ class WaveIndex : public TokenIndex {
     w.write<double>(params_.budget.estimation_frac);
     w.write<int64_t>(params_.budget.estimation_tokens);
     w.write<double>(params_.budget.tolerance);
+    w.write<int32_t>(static_cast<int32_t>(params_.budget.estimator));
+    w.write<double>(params_.budget.variance_cap);
     w.write<int32_t>(d_);
     w.write<int64_t>(n_tokens_);
     w.write<int64_t>(n_sink_);
@@ -284,6 +300,7 @@ class WaveIndex : public TokenIndex {
     w.write_vector(values_);
     w.write_vector(centroids_);
     w.write_vector(value_sums_);
+    w.write_vector(key_var_);
     w.write_vector(segments_);
     w.save(path);
   }
@@ -291,7 +308,8 @@ class WaveIndex : public TokenIndex {
   /// Reads a file written by save(). Truncated, corrupt or inconsistent files throw
   /// retrokv::Error naming the path.
   static WaveIndex load(const std::string& path) {
-    BinaryReader r = BinaryReader::open(path, kMagic, kVersion, kVersion);
+    BinaryReader r = BinaryReader::open(path, kMagic, 1, kVersion);
+    const uint32_t version = r.version();
     WaveIndex x;
     WaveParams& p = x.params_;
     p.segment_size = r.read<int64_t>();
@@ -306,6 +324,10 @@ class WaveIndex : public TokenIndex {
     p.budget.estimation_frac = r.read<double>();
     p.budget.estimation_tokens = r.read<int64_t>();
     p.budget.tolerance = r.read<double>();
+    if (version >= 2) {
+      p.budget.estimator = static_cast<WaveEstimator>(r.read<int32_t>());
+      p.budget.variance_cap = r.read<double>();
+    }
     try {
       check_params(p);
     } catch (const Error& e) {
@@ -329,6 +351,7 @@ class WaveIndex : public TokenIndex {
     x.values_ = r.read_vector<float>();
     x.centroids_ = r.read_vector<float>();
     x.value_sums_ = r.read_vector<float>();
+    if (version >= 2) x.key_var_ = r.read_vector<float>();
     x.segments_ = r.read_vector<WaveSegment>();
     r.expect_end();
     // Consistency: every token exactly once, shapes agree, offsets increase to the row count.
@@ -348,6 +371,12 @@ class WaveIndex : public TokenIndex {
       r.check(x.cluster_offsets_[c] > x.cluster_offsets_[c - 1], "cluster offsets not increasing");
     const uint64_t n_c = x.cluster_offsets_.size() - 1;
     r.check(x.centroids_.size() == n_c * d && x.value_sums_.size() == n_c * d, "cluster sizes");
+    if (version < 2) {
+      x.key_var_.clear();
+      for (uint64_t c = 0; c < n_c; ++c) x.push_cluster_variance(static_cast<int32_t>(c));
+    }
+    r.check(x.key_var_.size() == n_c * d, "key variance size");
+    for (float f : x.key_var_) r.check(f >= 0.f, "negative key variance");
     std::vector<uint8_t> seen(static_cast<size_t>(x.n_tokens_), 0);
     for (const auto* ids : {&x.steady_ids_, &x.pos_ids_}) {
       for (int32_t id : *ids) {
@@ -366,7 +395,7 @@ class WaveIndex : public TokenIndex {
     }
     r.check(next_cluster == static_cast<int64_t>(n_c), "segment table covers the clusters");
     for (const auto* v : {&x.key_mean_, &x.steady_keys_, &x.steady_values_, &x.keys_, &x.values_,
-                          &x.centroids_, &x.value_sums_})
+                          &x.centroids_, &x.value_sums_, &x.key_var_})
       for (float f : *v) r.check(std::isfinite(f), "non-finite value");
     return x;
   }
@@ -405,6 +434,12 @@ class WaveIndex : public TokenIndex {
                   b.estimation_tokens);
     RETROKV_CHECK(b.tolerance >= 0.0 && b.tolerance < 1.0,
                   "budget.tolerance: expected in [0, 1), got ", b.tolerance);
+    RETROKV_CHECK(
+        b.estimator == WaveEstimator::kCentroid || b.estimator == WaveEstimator::kVariance,
+        "budget.estimator: expected kCentroid (0) or kVariance (1), got ",
+        static_cast<int32_t>(b.estimator));
+    RETROKV_CHECK(std::isfinite(b.variance_cap) && b.variance_cap >= 0.0,
+                  "budget.variance_cap: expected finite >= 0, got ", b.variance_cap);
   }
   static void check_finite(ConstMatrixView<float> m, const char* name) {
     for (int64_t i = 0; i < m.rows; ++i)
@@ -494,9 +529,23 @@ class WaveIndex : public TokenIndex {
         value_sums_.push_back(static_cast<float>(vs[t]));
       }
       cluster_offsets_.push_back(cluster_offsets_.back() + km.sizes[c]);
+      push_cluster_variance(static_cast<int32_t>(n_clusters() - 1));
       ++seg.n_clusters;
     }
     segments_.push_back(seg);
+  }
+
+  // Appends the per-dimension variance (1/s) of cluster c's stored keys around its centroid.
+  void push_cluster_variance(int32_t c) {
+    std::vector<double> var(d_, 0.0);
+    const float* cen = centroids_.data() + static_cast<int64_t>(c) * d_;
+    for (int64_t p = cluster_offsets_[c]; p < cluster_offsets_[c + 1]; ++p)
+      for (int t = 0; t < d_; ++t) {
+        const double dl = static_cast<double>(keys_[p * d_ + t]) - cen[t];
+        var[t] += dl * dl;
+      }
+    const double s = static_cast<double>(cluster_size(c));
+    for (int t = 0; t < d_; ++t) key_var_.push_back(static_cast<float>(var[t] / s));
   }
 
   // (g, C) logits q.c*scale, row-major.
@@ -539,19 +588,21 @@ class WaveIndex : public TokenIndex {
     // cluster size, the centroid estimate of the cluster's attention mass (relative to max_h).
     std::vector<float> e(static_cast<size_t>(g * n_c));
     std::vector<double> cluster_mass(g), steady_mass(g);
-    std::vector<float> score(n_c, 0.f);
+    std::vector<float> score(n_c, 0.f), sizes(n_c);
+    for (int64_t c = 0; c < n_c; ++c) sizes[c] = static_cast<float>(cluster_size(c));
+    using ArrayMap = Eigen::Map<Eigen::ArrayXf>;
+    using ConstArrayMap = Eigen::Map<const Eigen::ArrayXf>;
+    const ConstArrayMap size_a(sizes.data(), n_c);
     for (int h = 0; h < g; ++h) {
-      const float* l = logits.data() + h * n_c;
-      float* eh = e.data() + h * n_c;
-      const float m = *std::max_element(l, l + n_c);
-      double z = 0.0, mass = 0.0;
-      for (int64_t c = 0; c < n_c; ++c) {
-        eh[c] = std::exp(l[c] - m);
-        z += eh[c];
-        mass += static_cast<double>(eh[c]) * cluster_size(c);
-      }
-      const float inv = static_cast<float>(1.0 / z);
-      for (int64_t c = 0; c < n_c; ++c) score[c] += eh[c] * inv;
+      const ConstArrayMap l(logits.data() + h * n_c, n_c);
+      ArrayMap eh(e.data() + h * n_c, n_c);
+      const float m = l.maxCoeff();
+      // Eigen's vectorised exp and reductions: this loop over every centroid is a large part
+      // of the step once the exact zones are small.
+      eh = (l - m).exp();
+      const double z = static_cast<double>(eh.sum());
+      const double mass = static_cast<double>((eh * size_a).sum());
+      ArrayMap(score.data(), n_c) += eh * static_cast<float>(1.0 / z);
       cluster_mass[h] = mass;
       // exp of a huge gap is +inf in double: the clusters' share is then 0, never NaN.
       steady_mass[h] = steady_lse.empty() ? 0.0 : std::exp(static_cast<double>(steady_lse[h]) - m);
@@ -641,6 +692,7 @@ class WaveIndex : public TokenIndex {
   std::vector<int32_t> pos_ids_;                    // (n_clustered)
   std::vector<float> keys_, values_;                // (n_clustered, d), cluster-contiguous
   std::vector<float> centroids_, value_sums_;       // (C, d)
+  std::vector<float> key_var_;                      // (C, d) per-dimension key variance
   std::vector<WaveSegment> segments_;
 };
 

@@ -8,6 +8,19 @@
 
 namespace retrokv {
 
+/// How the estimation zone turns a cluster (centroid c, size s, value sum VS) into attention mass.
+enum class WaveEstimator : int32_t {
+  /// RetroInfer's (the issue's) formula: Z_i = s exp(a.c), a = q*scale. By Jensen's inequality it
+  /// underestimates the cluster's Σ_j exp(a.k_j) whenever the cluster's keys spread along q.
+  kCentroid = 0,
+  /// retrokv extension: Z_i = s exp(a.c + min(½ Σ_t a_t² σ²_it, variance_cap)), the second-order
+  /// (Gaussian) term of log mean_j exp(a.k_j) with the cluster's per-dimension key variance σ²_i.
+  /// The cap keeps clusters with outlier keys (where the Gaussian term explodes) bounded. On the
+  /// SmolLM2 traces it cuts the median error of the default zones by about a third
+  /// (docs/results.md). Costs d multiply-adds per estimated cluster and head, plus (C, d) floats.
+  kVariance = 1,
+};
+
 /// How many clusters a decode step reads exactly (retrieval zone) and estimates from centroids
 /// (estimation zone). Clusters are ranked by the group's summed softmax over centroids.
 struct WaveBudget {
@@ -24,6 +37,10 @@ struct WaveBudget {
   /// until, for every head of the group, the centroid-estimated attention mass of the clusters
   /// not yet retrieved is below `tolerance` of the estimated total (steady zone included).
   double tolerance = 0.0;
+  /// Estimate of the estimation zone (default: the centroid formula).
+  WaveEstimator estimator = WaveEstimator::kCentroid;
+  /// kVariance only: upper clip, in natural-log units, of the per-cluster correction (>= 0).
+  double variance_cap = 1.0;
 };
 
 /// Build-time parameters of one KV head's wave index.
