@@ -21,6 +21,8 @@ STYLE = {
     "faiss_ivf": ("tab:olive", "v"),
     "flat": ("black", "*"),
 }
+# RoarGraph variants (warm start, recent-token seeds): dashed, colours unused above.
+VARIANT_COLORS = ["tab:purple", "tab:orange", "tab:cyan", "tab:pink", "tab:brown", "tab:gray"]
 
 
 def main():
@@ -48,10 +50,24 @@ def main():
         curves[r["index"]].append((r["keys_scanned_frac"], r["recall"]))
 
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    variants = sorted(n for n in curves if n.startswith("roargraph_"))
     for name, xy in sorted(curves.items()):
         xy.sort()
         color, marker = STYLE.get(name, (None, "."))
-        ax.plot([x for x, _ in xy], [y for _, y in xy], marker=marker, color=color, label=name)
+        ls = "-"
+        if name.startswith("roargraph_"):
+            # Warm-start / recent-seed variants of RoarGraph: same marker, dashed, own colour.
+            color = VARIANT_COLORS[variants.index(name) % len(VARIANT_COLORS)]
+            marker, ls = "o", "--"
+        ax.plot(
+            [x for x, _ in xy],
+            [y for _, y in xy],
+            marker=marker,
+            color=color,
+            ls=ls,
+            ms=4,
+            label=name,
+        )
     ax.set_xscale("log")
     ax.set_xlabel("fraction of keys scanned (log)")
     ax.set_ylabel(f"recall@{a.k}")
@@ -59,7 +75,7 @@ def main():
     n = pts[0].get("n")
     ax.set_title(a.title or f"recall@{a.k} vs keys scanned (n = {n})")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend()
+    ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(a.out, dpi=120)
     print(f"wrote {a.out}")

@@ -51,13 +51,16 @@ struct Options {
   std::string out;
   std::string plot;
   std::vector<std::string> indexes{"flat", "ivf", "roargraph", "hnswlib", "faiss_ivf"};
-  std::vector<int> efs{10, 20, 40, 80, 100, 150, 200, 300, 500, 800, 1200, 2000};
+  std::vector<int> efs{10, 20, 30, 40, 60, 80, 100, 150, 200, 300, 500, 800, 1200, 2000};
   std::vector<int> nprobes{1, 2, 4, 8, 16, 32, 64, 128, 256};
   int64_t max_test = 300;
   int64_t train_max = 0;
   int max_heads = 0;
   int roar_L = 500;
   int roar_M = 35;
+  int roar_entry = 4;
+  std::vector<int> warm;  // RoarGraph warm-start seed counts to evaluate (besides cold)
+  int seed_recent = 0;    // RoarGraph: also seed from the last this-many keys
   int hnsw_M = 16;
   int hnsw_ef_construction = 200;
   uint64_t seed = 2024;
@@ -69,6 +72,9 @@ struct Dataset {
   std::string layer = "all";
   std::string kv_head = "all";
   Matrix<float> keys, train, test;
+  /// Test rows come in runs of this many consecutive decode steps of one query head (0: not a
+  /// sequence, e.g. synthetic or strided): what a warm start from the previous step needs.
+  int64_t test_run = 0;
 };
 
 /// One measured (index, param, k) point; latencies are kept so heads can be aggregated.
@@ -147,7 +153,13 @@ std::vector<Dataset> load_trace(const Options& o) {
     ds.kv_head = std::to_string(lh.second);
     ds.keys = load_rows(dir / "keys.npy");
     ds.train = load_rows(dir / "prefill_queries.npy");
-    ds.test = stride_rows(load_rows(dir / "decode_queries.npy"), o.max_test);
+    const Matrix<float> decode = load_rows(dir / "decode_queries.npy");
+    ds.test = stride_rows(decode, o.max_test);
+    if (ds.test.rows() == decode.rows()) {
+      // decode_queries.npy is (q_heads, steps, d) or (steps, d): rows are step-major per head.
+      const std::vector<int64_t> shape = load_npy(dir / "decode_queries.npy").shape;
+      ds.test_run = shape.size() >= 2 ? shape[shape.size() - 2] : 0;
+    }
     RETROKV_CHECK(ds.train.cols() == ds.keys.cols() && ds.test.cols() == ds.keys.cols(),
                   "trace: ", dir.string(), ": queries and keys differ in d");
     out.push_back(std::move(ds));
@@ -201,10 +213,11 @@ void sweep(const Dataset& ds, const KnnResult& truth, const std::string& index, 
   }
 }
 
-/// Beam widths for k: ef >= k (smaller values are raised to k, duplicates dropped).
-std::vector<int> efs_for(const Options& o, int k, int64_t n) {
+/// Beam widths (at most n, duplicates dropped). RoarGraph may run with ef < k (it returns the
+/// top-k of every key it scored); hnswlib raises ef to k itself.
+std::vector<int> efs_for(const Options& o, int64_t n) {
   std::set<int> s;
-  for (int ef : o.efs) s.insert(static_cast<int>(std::min<int64_t>(std::max(ef, k), n)));
+  for (int ef : o.efs) s.insert(static_cast<int>(std::min<int64_t>(ef, n)));
   return {s.begin(), s.end()};
 }
 
@@ -344,6 +357,7 @@ std::vector<Point> eval_head(const Options& o, const Dataset& ds, std::ofstream&
     rp.max_train_queries = o.train_max;
     rp.L = o.roar_L;
     rp.M = o.roar_M;
+    rp.n_entry_points = o.roar_entry;
     rp.seed = o.seed;
     roar = std::make_unique<RoarGraphIndex>(
         RoarGraphIndex::build(ds.keys.view(), ds.train.view(), rp));
@@ -352,7 +366,49 @@ std::vector<Point> eval_head(const Options& o, const Dataset& ds, std::ofstream&
                  st.build_seconds, st.knn_seconds, st.knn_gflops,
                  static_cast<long long>(st.train_queries_used));
     if (!o.save_roargraph.empty()) roar->save(o.save_roargraph);
-    for (int k : ks) run_index(*roar, "roargraph", k, efs_for(o, k, n), true, st.build_seconds);
+    for (int k : ks) run_index(*roar, "roargraph", k, efs_for(o, n), true, st.build_seconds);
+    // Warm start: each decode step of a query head also starts from the first w ids of that
+    // head's previous step's answer (same ef), as a decode loop would; the first step is cold.
+    // Recent seeds: the last r keys (the newest tokens, which decode queries attend to most).
+    std::vector<std::pair<int, int>> variants;  // (w, r)
+    for (int w : o.warm) variants.push_back({w, 0});
+    if (o.seed_recent > 0) {
+      variants.push_back({0, o.seed_recent});
+      for (int w : o.warm) variants.push_back({w, o.seed_recent});
+    }
+    for (const auto& [w, r] : variants) {
+      if (w > 0 && ds.test_run <= 1) {
+        std::fprintf(stderr,
+                     "  roargraph warm start: test queries are not a decode sequence "
+                     "(synthetic or --max-test below the trace's), skipped\n");
+        continue;
+      }
+      const std::string name = std::string("roargraph") +
+                               (w > 0 ? "_warm" + std::to_string(w) : "") +
+                               (r > 0 ? "_recent" + std::to_string(r) : "");
+      std::vector<int32_t> recent;
+      for (int64_t id = std::max<int64_t>(0, n - r); id < n; ++id)
+        recent.push_back(static_cast<int32_t>(id));
+      for (int k : ks) {
+        std::vector<int32_t> prev, seeds;
+        sweep(
+            ds, truth, name, k, efs_for(o, n), st.build_seconds, roar->memory_bytes(),
+            [&](int64_t i, int kk, int ef) {
+              SearchParams sp;
+              sp.k = kk;
+              sp.ef = ef;
+              if (ds.test_run > 0 && i % ds.test_run == 0) prev.clear();
+              seeds.assign(prev.begin(), prev.begin() + std::min<size_t>(prev.size(), w));
+              seeds.insert(seeds.end(), recent.begin(), recent.end());
+              sp.warm_start = seeds.data();
+              sp.n_warm_start = static_cast<int>(seeds.size());
+              SearchResult res = roar->search(row(i), sp);
+              prev = res.ids;
+              return std::make_pair(std::move(res.ids), res.keys_scanned);
+            },
+            pts);
+      }
+    }
   }
   double hnsw_qk = -1, hnsw_kk = -1;
   const int ood_ef = 100;
@@ -379,9 +435,15 @@ std::vector<Point> eval_head(const Options& o, const Dataset& ds, std::ofstream&
       std::reverse(ids.begin(), ids.end());
       return std::make_pair(ids, CountingIpSpace::counter());
     };
+    // hnswlib searches with max(ef, k): drop the duplicate points below k.
+    auto hnsw_efs = [&](int k) {
+      std::set<int> e;
+      for (int ef : efs_for(o, n)) e.insert(std::max(ef, k));
+      return std::vector<int>(e.begin(), e.end());
+    };
     for (int k : ks) {
       sweep(
-          ds, truth, "hnswlib", k, efs_for(o, k, n), b, mem,
+          ds, truth, "hnswlib", k, hnsw_efs(k), b, mem,
           [&](int64_t i, int kk, int ef) { return hsearch(ds.test.row(i), kk, ef); }, pts);
     }
     // OOD statistic: the same key-only graph searched from queries (Q->K) and from keys (K->K).
@@ -476,6 +538,13 @@ int run_recall(int argc, char** argv) {
   app.add_option("--max-heads", o.max_heads, "evaluate at most this many (layer, head) pairs");
   app.add_option("--roar-L", o.roar_L, "RoarGraph build beam L");
   app.add_option("--roar-M", o.roar_M, "RoarGraph degree bound M");
+  app.add_option("--roar-entry", o.roar_entry, "RoarGraph entry points (n_entry_points)");
+  app.add_option("--seed-recent", o.seed_recent,
+                 "RoarGraph: extra curves seeded from the last R keys (the newest tokens)");
+  app.add_option("--warm", o.warm,
+                 "RoarGraph warm start: seed counts from the previous decode step's answer "
+                 "(traces with every decode query, i.e. --max-test >= 3 * steps)")
+      ->delimiter(',');
   app.add_option("--hnsw-M", o.hnsw_M, "hnswlib M");
   app.add_option("--seed", o.seed, "seed for synthetic data and builds");
   app.add_option("--save-roargraph", o.save_roargraph,

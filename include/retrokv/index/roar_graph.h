@@ -39,8 +39,8 @@ struct RoarGraphParams {
   /// Beam width of the searches the build runs for the connectivity/fill pass and for insert().
   /// Default 500 (the reference's L). Stored.
   int L = 500;
-  /// Default search beam width when SearchParams::ef is 0 (the effective ef is max(ef, k)).
-  /// Default 128. Stored.
+  /// Default search beam width when SearchParams::ef is 0 (the effective beam is then
+  /// max(ef, k)); an explicit SearchParams::ef is used as is, even below k. Default 128. Stored.
   int ef = 128;
   /// Entry points every search starts from: the key best aligned with the mean training query,
   /// plus the pivots of evenly spaced training queries. Default 4. Stored.
@@ -100,8 +100,11 @@ class RoarGraphIndex : public TokenIndex {
   int64_t size() const override { return keys_.rows(); }
   int dim() const override { return static_cast<int>(keys_.cols()); }
 
-  /// queries: (g, d). Returns the best min(k, n) keys found by a beam search of width
-  /// max(ef, k) from the entry points and params.warm_start ids.
+  /// queries: (g, d). Returns the best min(k, n) keys scored by a beam search from the entry
+  /// points and params.warm_start ids. Beam width: params.ef when > 0 (it may be below k: the
+  /// answer is then the top-k of every key scored on the way, and the search goes on until at
+  /// least k keys are scored), else max(RoarGraphParams::ef, k). With ef >= k the result is the
+  /// beam's best k, as before.
   SearchResult search(ConstMatrixView<float> queries, const SearchParams& params) const override;
 
   /// Adds new keys (b, d) with ids size() .. size() + b - 1, keeping out-degree <= 2M and every
@@ -551,14 +554,16 @@ inline SearchResult RoarGraphIndex::search(ConstMatrixView<float> queries,
     seeds.push_back(w);
   }
   const int k = static_cast<int>(std::min<int64_t>(params.k, n));
-  const int ef = std::max(params.ef > 0 ? params.ef : params_.ef, k);
+  // An explicit ef may be below k: the beam then steers the search and the answer is the top-k
+  // of every key scored (detail::beam_search). ef = 0 keeps the default beam, at least k wide.
+  const int ef = params.ef > 0 ? params.ef : std::max(params_.ef, k);
   SearchResult out;
   auto nb = [this](int32_t u) {
     return std::pair<const int32_t*, int>(neighbours(u), out_degree(u));
   };
   std::vector<ScoredId> res =
       detail::beam_search(keys_.data(), n, d, q.data(), g, seeds.data(),
-                          static_cast<int>(seeds.size()), ef, nb, &out.keys_scanned);
+                          static_cast<int>(seeds.size()), ef, nb, &out.keys_scanned, nullptr, k);
   if (static_cast<int>(res.size()) > k) res.resize(static_cast<size_t>(k));
   out.ids.resize(res.size());
   out.scores.resize(res.size());

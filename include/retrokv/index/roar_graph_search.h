@@ -1,12 +1,13 @@
 // Building blocks of the RoarGraph index (DESIGN.md section 3; RetrievalAttention section 4):
-// inner-product scoring of a GQA group, per-thread epoch-tagged visited marks, the best-first
-// beam search of width ef over any adjacency, and the occlusion (RNG) pruning rule.
+// inner-product scoring of a GQA group (run-time dispatched SIMD, batched over scattered rows),
+// per-thread epoch-tagged visited marks, the best-first beam search of width ef over any
+// adjacency (optionally returning the top-k of every key it scored), and the occlusion (RNG)
+// pruning rule.
 #pragma once
 
 #include <algorithm>
 #include <cstdint>
 #include <limits>
-#include <queue>
 #include <vector>
 
 #include "retrokv/core/config.h"
@@ -18,50 +19,110 @@ namespace retrokv::detail {
 // arithmetic (no FMA contraction under ISO C++ mode) whatever vector width the compiler maps the
 // lanes to, so the AVX-512, AVX2 and baseline clones return bit-identical results and a saved
 // graph does not depend on the machine that built it. Chosen once at run time.
-#define RETROKV_ROAR_DOT_BODY                                   \
-  float acc[16] = {};                                           \
-  int64_t j = 0;                                                \
-  for (; j + 16 <= d; j += 16) {                                \
-    for (int l = 0; l < 16; ++l) acc[l] += a[j + l] * b[j + l]; \
-  }                                                             \
-  for (int l = 0; j < d; ++j, ++l) acc[l] += a[j] * b[j];       \
-  for (int w = 8; w >= 1; w /= 2) {                             \
-    for (int l = 0; l < w; ++l) acc[l] += acc[l + w];           \
-  }                                                             \
-  return acc[0];
+#define RETROKV_ROAR_DOT_KERNEL(a, b, d, result)                      \
+  do {                                                                \
+    float acc[16] = {};                                               \
+    int64_t j = 0;                                                    \
+    for (; j + 16 <= (d); j += 16) {                                  \
+      for (int l = 0; l < 16; ++l) acc[l] += (a)[j + l] * (b)[j + l]; \
+    }                                                                 \
+    for (int l = 0; j < (d); ++j, ++l) acc[l] += (a)[j] * (b)[j];     \
+    for (int w = 8; w >= 1; w /= 2) {                                 \
+      for (int l = 0; l < w; ++l) acc[l] += acc[l + w];               \
+    }                                                                 \
+    (result) = acc[0];                                                \
+  } while (0)
+
+// One query against `count` scattered key rows: out[i] = roar_dot(q, keys + ids[i] * d, d), bit
+// for bit. One indirect call per batch instead of per row, and q stays in registers across rows.
+#define RETROKV_ROAR_DOT_ROWS_BODY                                \
+  for (int i = 0; i < count; ++i) {                               \
+    const float* RETROKV_RESTRICT b = keys + int64_t{ids[i]} * d; \
+    RETROKV_ROAR_DOT_KERNEL(q, b, d, out[i]);                     \
+  }
 
 inline float roar_dot_base(const float* RETROKV_RESTRICT a, const float* RETROKV_RESTRICT b,
                            int64_t d) {
-  RETROKV_ROAR_DOT_BODY
+  float r;
+  RETROKV_ROAR_DOT_KERNEL(a, b, d, r);
+  return r;
+}
+inline void roar_dot_rows_base(const float* RETROKV_RESTRICT q, const float* RETROKV_RESTRICT keys,
+                               int64_t d, const int32_t* ids, int count, float* out) {
+  RETROKV_ROAR_DOT_ROWS_BODY
 }
 #if defined(__x86_64__) && defined(__GNUC__)
 __attribute__((target("avx2"))) inline float roar_dot_avx2(const float* RETROKV_RESTRICT a,
                                                            const float* RETROKV_RESTRICT b,
                                                            int64_t d) {
-  RETROKV_ROAR_DOT_BODY
+  float r;
+  RETROKV_ROAR_DOT_KERNEL(a, b, d, r);
+  return r;
+}
+__attribute__((target("avx2"))) inline void roar_dot_rows_avx2(const float* RETROKV_RESTRICT q,
+                                                               const float* RETROKV_RESTRICT keys,
+                                                               int64_t d, const int32_t* ids,
+                                                               int count, float* out) {
+  RETROKV_ROAR_DOT_ROWS_BODY
 }
 __attribute__((target("avx512f"))) inline float roar_dot_avx512(const float* RETROKV_RESTRICT a,
                                                                 const float* RETROKV_RESTRICT b,
                                                                 int64_t d) {
-  RETROKV_ROAR_DOT_BODY
+  float r;
+  RETROKV_ROAR_DOT_KERNEL(a, b, d, r);
+  return r;
+}
+__attribute__((target("avx512f"))) inline void roar_dot_rows_avx512(
+    const float* RETROKV_RESTRICT q, const float* RETROKV_RESTRICT keys, int64_t d,
+    const int32_t* ids, int count, float* out) {
+  RETROKV_ROAR_DOT_ROWS_BODY
 }
 #endif
-#undef RETROKV_ROAR_DOT_BODY
+#undef RETROKV_ROAR_DOT_ROWS_BODY
+#undef RETROKV_ROAR_DOT_KERNEL
 
 using RoarDotFn = float (*)(const float*, const float*, int64_t);
+using RoarDotRowsFn = void (*)(const float*, const float*, int64_t, const int32_t*, int, float*);
+
+/// 2: AVX-512, 1: AVX2, 0: baseline; probed once.
+inline int roar_simd_level() {
+  static const int level = [] {
+#if defined(__x86_64__) && defined(__GNUC__)
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f")) return 2;
+    if (__builtin_cpu_supports("avx2")) return 1;
+#endif
+    return 0;
+  }();
+  return level;
+}
 
 inline RoarDotFn pick_roar_dot() {
 #if defined(__x86_64__) && defined(__GNUC__)
-  __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx512f")) return &roar_dot_avx512;
-  if (__builtin_cpu_supports("avx2")) return &roar_dot_avx2;
+  if (roar_simd_level() == 2) return &roar_dot_avx512;
+  if (roar_simd_level() == 1) return &roar_dot_avx2;
 #endif
   return &roar_dot_base;
+}
+
+inline RoarDotRowsFn pick_roar_dot_rows() {
+#if defined(__x86_64__) && defined(__GNUC__)
+  if (roar_simd_level() == 2) return &roar_dot_rows_avx512;
+  if (roar_simd_level() == 1) return &roar_dot_rows_avx2;
+#endif
+  return &roar_dot_rows_base;
 }
 
 inline float roar_dot(const float* a, const float* b, int64_t d) {
   static const RoarDotFn fn = pick_roar_dot();
   return fn(a, b, d);
+}
+
+/// out[i] = roar_dot(q, keys + ids[i] * d, d) for i < count (bit-identical to roar_dot).
+inline void roar_dot_rows(const float* q, const float* keys, int64_t d, const int32_t* ids,
+                          int count, float* out) {
+  static const RoarDotRowsFn fn = pick_roar_dot_rows();
+  fn(q, keys, d, ids, count, out);
 }
 
 /// The score of key `k` for a group of g queries (g, d) stored contiguously: max over heads.
@@ -112,39 +173,79 @@ struct WorstOnTop {
 /// Best-first beam search of width ef (HNSW's search_layer, NSG's greedy search).
 /// keys: (n, d) contiguous; queries: (g, d) contiguous, group score = max over heads;
 /// neighbours(v) returns a pair (const int32_t* ids, int count). Seeds outside [0, n) must be
-/// filtered by the caller. Returns up to ef candidates best first (ties by smaller id), and adds
-/// the number of keys scored to *scanned. Deterministic for the same inputs. With sq_norms (the
-/// keys' squared norms) the score is 2 q.k - |k|^2, i.e. the search is for the nearest keys in
-/// L2 (used by the build's key-to-key searches).
+/// filtered by the caller. Adds the number of keys scored to *scanned. Deterministic for the same
+/// inputs. With sq_norms (the keys' squared norms) the score is 2 q.k - |k|^2, i.e. the search is
+/// for the nearest keys in L2 (used by the build's key-to-key searches).
+///
+/// Returns the best max(ef, k_out) keys it scored, best first (ties by smaller id). With
+/// k_out <= ef that is the beam itself. With k_out > ef the beam only steers the search (it
+/// stops once the ef-th best beats every unexpanded candidate) and the result is the top k_out
+/// of *every* key scored on the way, so a narrow beam still returns k_out keys: the beam must be
+/// as wide as k only to *find* k good keys, not to hold them. The search also keeps expanding
+/// until at least k_out keys are scored (every key scored before that joins the frontier), so on
+/// a graph where every key is reachable from a seed it returns min(k_out, n) keys.
 template <typename Neighbours>
 std::vector<ScoredId> beam_search(const float* keys, int64_t n, int64_t d, const float* queries,
                                   int g, const int32_t* seeds, int n_seeds, int ef,
                                   Neighbours&& neighbours, int64_t* scanned,
-                                  const float* sq_norms = nullptr) {
+                                  const float* sq_norms = nullptr, int k_out = 0) {
   VisitedTags& visited = thread_visited();
   visited.start(n);
-  std::priority_queue<ScoredId, std::vector<ScoredId>, BestOnTop> frontier;
-  std::priority_queue<ScoredId, std::vector<ScoredId>, WorstOnTop> results;
-  int64_t count = 0;
+  // Per-thread buffers: a search allocates nothing once a thread has run one of its size.
+  thread_local std::vector<ScoredId> frontier, results, pool;
   thread_local std::vector<int32_t> fresh;
-  auto offer = [&](int32_t v) {
-    float score = roar_group_score(queries, g, keys + v * d, d);
-    if (sq_norms) score = 2.f * score - sq_norms[v];
-    const ScoredId c{score, v};
-    ++count;
-    if (static_cast<int>(results.size()) < ef || better(c, results.top())) {
-      frontier.push(c);
-      results.push(c);
-      if (static_cast<int>(results.size()) > ef) results.pop();
+  thread_local std::vector<float> score, score_h;
+  frontier.clear();
+  results.clear();
+  pool.clear();
+  const bool keep_all = k_out > ef;
+  int64_t count = 0;
+  // Scores fresh[0..) (already marked visited) and offers them in order: same order and same
+  // arithmetic as scoring them one by one.
+  auto offer_fresh = [&] {
+    const int c = static_cast<int>(fresh.size());
+    if (c == 0) return;
+    score.resize(static_cast<size_t>(c));
+    roar_dot_rows(queries, keys, d, fresh.data(), c, score.data());
+    if (g > 1) {
+      score_h.resize(static_cast<size_t>(c));
+      for (int h = 1; h < g; ++h) {
+        roar_dot_rows(queries + h * d, keys, d, fresh.data(), c, score_h.data());
+        for (int i = 0; i < c; ++i) score[i] = std::max(score[i], score_h[i]);
+      }
+    }
+    for (int i = 0; i < c; ++i) {
+      const int32_t v = fresh[i];
+      const ScoredId cand{sq_norms ? 2.f * score[i] - sq_norms[v] : score[i], v};
+      ++count;
+      if (keep_all) pool.push_back(cand);
+      if (static_cast<int>(results.size()) < ef || better(cand, results.front())) {
+        frontier.push_back(cand);
+        std::push_heap(frontier.begin(), frontier.end(), BestOnTop{});
+        results.push_back(cand);
+        std::push_heap(results.begin(), results.end(), WorstOnTop{});
+        if (static_cast<int>(results.size()) > ef) {
+          std::pop_heap(results.begin(), results.end(), WorstOnTop{});
+          results.pop_back();
+        }
+      } else if (count <= k_out) {
+        // Not in the beam, but fewer than k_out keys are known yet: keep it expandable.
+        frontier.push_back(cand);
+        std::push_heap(frontier.begin(), frontier.end(), BestOnTop{});
+      }
     }
   };
+  fresh.clear();
   for (int i = 0; i < n_seeds; ++i) {
-    if (!visited.test_and_set(seeds[i])) offer(seeds[i]);
+    if (!visited.test_and_set(seeds[i])) fresh.push_back(seeds[i]);
   }
+  offer_fresh();
   while (!frontier.empty()) {
-    const ScoredId c = frontier.top();
-    if (static_cast<int>(results.size()) >= ef && better(results.top(), c)) break;
-    frontier.pop();
+    const ScoredId c = frontier.front();
+    if (static_cast<int>(results.size()) >= ef && better(results.front(), c) && count >= k_out)
+      break;
+    std::pop_heap(frontier.begin(), frontier.end(), BestOnTop{});
+    frontier.pop_back();
     const auto [ids, deg] = neighbours(c.id);
     // Mark and prefetch every unvisited neighbour's row first, then score them: the rows are
     // scattered in memory, so issuing all their loads up front hides most of the latency.
@@ -155,15 +256,24 @@ std::vector<ScoredId> beam_search(const float* keys, int64_t n, int64_t d, const
       const char* row = reinterpret_cast<const char*>(keys + int64_t{ids[j]} * d);
       for (int64_t b = 0; b < d * int64_t{sizeof(float)}; b += 64) __builtin_prefetch(row + b);
     }
-    for (int32_t v : fresh) offer(v);
+    // The next candidate is most likely the current best unexpanded one: fetch its adjacency
+    // (a scattered CSR row) while this batch is scored.
+    if (!frontier.empty()) {
+      const auto [next_ids, next_deg] = neighbours(frontier.front().id);
+      const char* adj = reinterpret_cast<const char*>(next_ids);
+      for (int64_t b = 0; b < next_deg * int64_t{sizeof(int32_t)}; b += 64)
+        __builtin_prefetch(adj + b);
+    }
+    offer_fresh();
   }
   *scanned += count;
-  std::vector<ScoredId> out(results.size());
-  for (size_t i = out.size(); i-- > 0;) {
-    out[i] = results.top();
-    results.pop();
+  if (keep_all) {
+    const size_t keep = std::min(pool.size(), static_cast<size_t>(k_out));
+    std::partial_sort(pool.begin(), pool.begin() + keep, pool.end(), better);
+    return std::vector<ScoredId>(pool.begin(), pool.begin() + keep);
   }
-  return out;
+  std::sort(results.begin(), results.end(), better);
+  return std::vector<ScoredId>(results.begin(), results.end());
 }
 
 /// Occlusion (RNG) pruning: walks `candidates` in the given order and keeps c unless an already
