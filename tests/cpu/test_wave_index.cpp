@@ -1,6 +1,7 @@
 // Tests for WaveIndex (RetroInfer's wave index): zones partition the tokens, cluster metadata is
 // exact, all-retrieved attention equals full attention, the estimation zone lowers the error,
-// the adaptive budget obeys τ, incremental updates, save/load, fuzzing, threads, bad input.
+// the adaptive budget obeys τ, incremental updates, save/load, fuzzing, threads, bad input, and
+// the fast decode path (ranking, unordered zones) agrees with double-precision recomputation.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -626,6 +627,147 @@ TEST(WaveIndex, BadInputsThrowNamingArgument) {
   expect_msg([&] { w.append(q8.view(), q8.view()); }, "k:");
   EXPECT_EQ(w.size(), before);
   EXPECT_EQ(static_cast<int64_t>(w.steady_ids().size()), 68);
+}
+
+// Group score of every cluster in double: Σ_h softmax_h(q_h.c * scale) over the centroids.
+std::vector<double> group_scores(const WaveIndex& w, ConstMatrixView<float> q, float scale) {
+  const int64_t n_c = w.n_clusters();
+  std::vector<double> score(n_c, 0.0), l(n_c);
+  for (int64_t h = 0; h < q.rows; ++h) {
+    double m = -INFINITY, z = 0.0;
+    for (int64_t c = 0; c < n_c; ++c) {
+      double dot = 0.0;
+      for (int64_t t = 0; t < q.cols; ++t) dot += double(q(h, t)) * w.centroids()(c, t);
+      l[c] = dot * scale;
+      m = std::max(m, l[c]);
+    }
+    for (int64_t c = 0; c < n_c; ++c) z += std::exp(l[c] - m);
+    for (int64_t c = 0; c < n_c; ++c) score[c] += std::exp(l[c] - m) / z;
+  }
+  return score;
+}
+
+// The fast ranking (packed integer keys, branch-free quickselect, partial sort) must pick the
+// clusters a double-precision ranking picks, up to float rounding of near-tied scores, for
+// zone sizes from one cluster to all of them.
+TEST(WaveIndex, SelectRanksClustersByGroupScore) {
+  const int64_t n = sanitizer_build() ? 4096 : 8192;
+  const int d = 64, g = 3;
+  const SyntheticAttention s = make_ood_synthetic(n, d, 0, 8 * g, 21);
+  WaveIndex w(s.keys.view(), s.values.view());
+  const int64_t n_c = w.n_clusters();
+  const float scale = 1.f / 8.f;
+  const std::pair<double, double> fracs[] = {{0.018, 0.232}, {0.0, 0.05}, {1e-4, 0.0},
+                                             {0.5, 0.49},    {0.3, 0.7},  {1.0, 0.0}};
+  for (const auto& [rf, ef] : fracs) {
+    WaveBudget b;
+    b.retrieval_frac = rf;
+    b.estimation_frac = ef;
+    for (int i = 0; i < 8; ++i) {
+      auto q = s.test_queries.view().slice_rows(i * g, g);
+      const WaveSelection sel = w.select(q, scale, &b);
+      const int64_t want_r = std::min<int64_t>(n_c, int64_t(std::ceil(rf * n_c - 1e-9)));
+      const int64_t want_e = std::min<int64_t>(n_c - want_r, int64_t(std::ceil(ef * n_c - 1e-9)));
+      ASSERT_EQ(int64_t(sel.retrieval.size()), want_r) << rf;
+      ASSERT_EQ(int64_t(sel.estimation.size()), want_e) << rf << " " << ef;
+      const std::vector<double> ref = group_scores(w, q, scale);
+      std::vector<int32_t> chosen = sel.retrieval;
+      chosen.insert(chosen.end(), sel.estimation.begin(), sel.estimation.end());
+      std::vector<char> in(n_c, 0);
+      for (int32_t c : chosen) {
+        ASSERT_GE(c, 0);
+        ASSERT_LT(c, n_c);
+        ASSERT_EQ(in[c], 0) << "cluster " << c << " chosen twice";
+        in[c] = 1;
+      }
+      // Best first within the zones, and nothing left out beats anything chosen (up to 1e-5 of
+      // the largest score, far above float rounding of scores <= g, far below real gaps).
+      const double tol = 1e-5 * *std::max_element(ref.begin(), ref.end());
+      for (size_t j = 1; j < chosen.size(); ++j)
+        EXPECT_GE(ref[chosen[j - 1]], ref[chosen[j]] - tol) << "rank " << j;
+      double worst_in = INFINITY, best_out = -INFINITY;
+      for (int64_t c = 0; c < n_c; ++c) {
+        if (in[c]) {
+          worst_in = std::min(worst_in, ref[c]);
+        } else {
+          best_out = std::max(best_out, ref[c]);
+        }
+      }
+      if (!chosen.empty() && int64_t(chosen.size()) < n_c) {
+        EXPECT_GE(worst_in, best_out - tol);
+      }
+    }
+  }
+}
+
+// attend() picks its zones without ordering the estimation zone (fixed budgets); its output
+// must still be exactly the tripartite attention of select()'s zones: exact over the steady and
+// retrieval tokens, and the centroid (or variance-corrected) estimate of the estimation zone,
+// here recomputed in double from the index's metadata.
+TEST(WaveIndex, AttendEqualsTripartiteOfSelectedZones) {
+  const int64_t n = sanitizer_build() ? 4096 : 8192;
+  const int d = 64, g = 3;
+  const SyntheticAttention s = make_ood_synthetic(n, d, 0, 6 * g, 22);
+  WaveIndex w(s.keys.view(), s.values.view());
+  const float scale = 1.f / 8.f;
+  for (const WaveEstimator est : {WaveEstimator::kCentroid, WaveEstimator::kVariance}) {
+    WaveBudget b;
+    b.estimator = est;
+    for (int i = 0; i < 6; ++i) {
+      auto q = s.test_queries.view().slice_rows(i * g, g);
+      const WaveSelection sel = w.select(q, scale, &b);
+      Matrix<float> o(g, d);
+      float lse[g];
+      WaveStats st;
+      w.attend(q, scale, o.view(), lse, &st, &b);
+      EXPECT_EQ(st.retrieval_clusters, int64_t(sel.retrieval.size()));
+      EXPECT_EQ(st.estimation_clusters, int64_t(sel.estimation.size()));
+      EXPECT_EQ(st.retrieval_tokens, sel.retrieval_tokens);
+      EXPECT_EQ(st.estimation_tokens, sel.estimation_tokens);
+      EXPECT_EQ(st.estimated_remaining_mass, sel.estimated_remaining_mass);
+      std::vector<int32_t> exact = w.steady_ids();
+      for (int32_t c : sel.retrieval)
+        for (int64_t p = w.cluster_offsets()[c]; p < w.cluster_offsets()[c + 1]; ++p)
+          exact.push_back(w.reordered_ids()[p]);
+      for (int h = 0; h < g; ++h) {
+        const ReferenceAttention x = reference_attention_double(
+            q.row(h), s.keys.view(), s.values.view(), scale, exact.data(), int64_t(exact.size()));
+        // Estimation zone in double.
+        std::vector<double> le;
+        double m = -INFINITY;
+        for (int32_t c : sel.estimation) {
+          double l = 0.0, corr = 0.0;
+          for (int t = 0; t < d; ++t) {
+            l += double(q(h, t)) * w.centroids()(c, t) * scale;
+            const double a = double(q(h, t)) * scale;
+            corr += 0.5 * a * a * w.key_variances()(c, t);
+          }
+          if (est == WaveEstimator::kVariance) l += std::min(corr, b.variance_cap);
+          l += std::log(double(w.cluster_offsets()[c + 1] - w.cluster_offsets()[c]));
+          le.push_back(l);
+          m = std::max(m, l);
+        }
+        double z_e = 0.0;
+        for (double l : le) z_e += std::exp(l - m);
+        const double lse_e = m + std::log(z_e);
+        const double total =
+            std::max(x.lse, lse_e) + std::log(std::exp(x.lse - std::max(x.lse, lse_e)) +
+                                              std::exp(lse_e - std::max(x.lse, lse_e)));
+        EXPECT_NEAR(lse[h], total, 1e-4 * std::max(1.0, std::abs(total)));
+        for (int t = 0; t < d; ++t) {
+          double oe = 0.0;
+          for (size_t j = 0; j < sel.estimation.size(); ++j) {
+            const int32_t c = sel.estimation[j];
+            const double size = double(w.cluster_offsets()[c + 1] - w.cluster_offsets()[c]);
+            // exp(l_j - lse_E) / size is the weight of the mean value VS_c / size.
+            oe += std::exp(le[j] - total) / size * w.value_sums()(c, t);
+          }
+          const double want = std::exp(x.lse - total) * x.o[t] + oe;
+          EXPECT_NEAR(o(h, t), want, 2e-5) << "head " << h << " dim " << t;
+        }
+      }
+    }
+  }
 }
 
 }  // namespace

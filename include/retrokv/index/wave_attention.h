@@ -11,6 +11,7 @@
 
 #include "retrokv/core/attention_state.h"
 #include "retrokv/core/config.h"
+#include "retrokv/cpu/simd.h"
 
 namespace retrokv::detail {
 
@@ -29,45 +30,63 @@ inline void estimate_zone(const float* logits, int64_t n_clusters, int g, const 
                           float* o, float* lse, const float* key_var = nullptr,
                           const float* a2 = nullptr, float cap = 0.f) {
   std::fill(o, o + static_cast<int64_t>(g) * d, 0.f);
-  std::vector<float> m(g, -INFINITY);
-  std::vector<double> z(g, 0.0);
-  // l (n, g): the zone's (corrected) logits, computed once for both passes.
-  std::vector<float> l(static_cast<size_t>(n) * g);
-  for (int64_t i = 0; i < n; ++i) {
-    const int32_t c = clusters[i];
-    const float log_size = std::log(static_cast<float>(offsets[c + 1] - offsets[c]));
-    for (int h = 0; h < g; ++h) {
-      float li = logits[h * n_clusters + c];
-      if (key_var) {
-        // Eigen's dot keeps several SIMD accumulators; a plain float loop is a serial chain of
-        // dependent adds (no reassociation without -ffast-math) and tripled this zone's time.
-        const float q2 =
-            Eigen::Map<const Eigen::VectorXf>(key_var + static_cast<int64_t>(c) * d, d)
-                .dot(Eigen::Map<const Eigen::VectorXf>(a2 + static_cast<int64_t>(h) * d, d));
-        li += std::min(0.5f * q2, cap);
-      }
-      l[i * g + h] = li;
-      // m_h = max over the zone of l_i + log s_i keeps every s_i exp(l_i - m_h) <= 1.
-      m[h] = std::max(m[h], li + log_size);
-    }
-  }
-  if (n == 0 || m[0] == -INFINITY) {
+  if (n <= 0) {
     std::fill(lse, lse + g, -INFINITY);
     return;
   }
+  // Per-thread buffers reused across calls (a short-context decode step is tens of microseconds,
+  // so per-call heap allocations show); thread_local keeps concurrent callers independent.
+  struct Scratch {
+    std::vector<float> w, size, m;
+    std::vector<double> z;
+  };
+  thread_local Scratch ws;
+  // w (g, n): the zone's (corrected) logits per head, then in place their weights
+  // exp(l_i - m_h), m_h = max_i l_i (so every weight is <= 1; the sizes are applied in double).
+  ws.w.resize(static_cast<size_t>(n) * g);
+  ws.size.resize(static_cast<size_t>(n));
+  float* RETROKV_RESTRICT w = ws.w.data();
+  float* RETROKV_RESTRICT size = ws.size.data();
+  const cpu::RowKernels<float> rk = cpu::row_kernels<float>();
+  const cpu::RowSource<float> rows{value_sums, d, clusters, 0};
+  if (key_var) {
+    // w_h[i] = Σ_t a2_ht key_var_it for all zone clusters and heads in one pass of the
+    // runtime-dispatched row kernel (each variance row read once for the group).
+    const cpu::RowSource<float> vars{key_var, d, clusters, 0};
+    rk.dot_rows(a2, d, g, vars, static_cast<int>(n), d, w, n, vars, 0);
+  }
   for (int64_t i = 0; i < n; ++i) {
     const int32_t c = clusters[i];
-    const float size = static_cast<float>(offsets[c + 1] - offsets[c]);
-    const float* RETROKV_RESTRICT vs = value_sums + static_cast<int64_t>(c) * d;
+    size[i] = static_cast<float>(offsets[c + 1] - offsets[c]);
     for (int h = 0; h < g; ++h) {
-      const float wt = std::exp(l[i * g + h] - m[h]);
-      z[h] += static_cast<double>(wt) * size;
-      // A plain loop the compiler vectorises: a short Eigen expression per row costs more in
-      // setup than the d multiply-adds it does.
-      float* RETROKV_RESTRICT oh = o + static_cast<int64_t>(h) * d;
-      for (int t = 0; t < d; ++t) oh[t] += wt * vs[t];
+      float li = logits[h * n_clusters + c];
+      if (key_var) li += std::min(0.5f * w[h * n + i], cap);
+      w[h * n + i] = li;
     }
   }
+  // One vectorised exp per head row (the project's runtime-dispatched SIMD kernel) instead of a
+  // scalar expf per (cluster, head) and a logf per cluster.
+  const cpu::MathKernels mk = cpu::math_kernels();
+  ws.m.resize(g);
+  ws.z.resize(g);
+  float* RETROKV_RESTRICT m = ws.m.data();
+  double* RETROKV_RESTRICT z = ws.z.data();
+  for (int h = 0; h < g; ++h) {
+    float* RETROKV_RESTRICT wh = w + static_cast<int64_t>(h) * n;
+    m[h] = *std::max_element(wh, wh + n);
+    mk.exp_shift_sum(wh, static_cast<int>(n), m[h]);
+    // Four partial sums: one chain of dependent double adds would be latency-bound.
+    double zp[4] = {0.0, 0.0, 0.0, 0.0};
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4)
+      for (int k = 0; k < 4; ++k) zp[k] += static_cast<double>(wh[i + k]) * size[i + k];
+    for (; i < n; ++i) zp[0] += static_cast<double>(wh[i]) * size[i];
+    z[h] = (zp[0] + zp[1]) + (zp[2] + zp[3]);
+  }
+  // o_h += Σ_i w_h[i] VS_i by the project's runtime-dispatched row kernel (AVX-512 / AVX2):
+  // a plain loop here is compiled for the baseline ISA (SSE) and was the bulk of this function.
+  // Each VS_i is read once for all heads.
+  rk.axpy_rows(w, n, g, rows, static_cast<int>(n), d, o, d, rows, 0);
   for (int h = 0; h < g; ++h) {
     Eigen::Map<Eigen::VectorXf>(o + static_cast<int64_t>(h) * d, d) *=
         static_cast<float>(1.0 / z[h]);

@@ -8,6 +8,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
+#include <functional>
 #include <numeric>
 #include <string>
 #include <vector>
@@ -94,11 +96,12 @@ class WaveIndex : public TokenIndex {
     b.estimation_frac = 0.0;
     b.estimation_tokens = 0;
     const float scale = 1.f / std::sqrt(static_cast<float>(d_));
-    std::vector<float> steady_lse;
-    if (b.tolerance > 0.0) steady_lse = steady_group_lse(queries, scale);
-    std::vector<float> logits = score_centroids(queries, scale);
-    const WaveSelection sel =
-        select_from_logits(logits, static_cast<int>(queries.rows), b, steady_lse);
+    Scratch& ws = scratch();
+    const float* steady_lse = nullptr;
+    if (b.tolerance > 0.0) steady_lse = steady_group_lse(queries, scale, ws);
+    score_centroids(queries, scale, ws);
+    const WaveSelection sel = to_selection(
+        select_from_logits(ws.logits.data(), static_cast<int>(queries.rows), b, steady_lse, ws));
     SearchResult res;
     std::vector<ScoredPos> cand;
     auto add = [&](const float* k, int32_t id) {
@@ -133,8 +136,11 @@ class WaveIndex : public TokenIndex {
     RETROKV_CHECK(std::isfinite(scale) && scale > 0.f, "scale: expected finite > 0, got ", scale);
     const WaveBudget& b = budget ? *budget : params_.budget;
     check_budget(b);
-    return select_from_logits(score_centroids(q, scale), static_cast<int>(q.rows), b,
-                              steady_group_lse(q, scale));
+    Scratch& ws = scratch();
+    const float* steady_lse = steady_group_lse(q, scale, ws);
+    score_centroids(q, scale, ws);
+    return to_selection(
+        select_from_logits(ws.logits.data(), static_cast<int>(q.rows), b, steady_lse, ws));
   }
 
   /// Tripartite attention of a GQA group q (g, d): o (g, d) normalised outputs, lse[g] natural-log
@@ -151,52 +157,60 @@ class WaveIndex : public TokenIndex {
     const WaveBudget& b = budget ? *budget : params_.budget;
     check_budget(b);
     const int g = static_cast<int>(q.rows);
+    // Every buffer of the step lives in this thread's scratch: no allocation once it has grown.
+    Scratch& ws = scratch();
     // states: (3, g, d) = steady, retrieval (exact), estimation; lses: (3, g), natural-log.
-    std::vector<float> states(static_cast<size_t>(3) * g * d_);
-    std::vector<float> lses(static_cast<size_t>(3) * g);
-    auto state = [&](int z) { return MatrixView<float>(states.data() + z * g * d_, g, d_); };
+    ws.states.resize(static_cast<size_t>(3) * g * d_);
+    ws.lses.resize(static_cast<size_t>(3) * g);
+    float* lses = ws.lses.data();
+    auto state = [&](int z) {
+      return MatrixView<float>(ws.states.data() + static_cast<size_t>(z) * g * d_, g, d_);
+    };
     // The steady zone's exact LSE also feeds the adaptive budget and the remaining-mass figure.
     cpu::attend_range<float>(q, steady_keys(), steady_values(), 0,
-                             static_cast<int64_t>(steady_ids_.size()), scale, state(0),
-                             lses.data());
-    const std::vector<float> steady_lse(lses.begin(), lses.begin() + g);
-    const std::vector<float> logits = score_centroids(q, scale);
-    const WaveSelection sel = select_from_logits(logits, g, b, steady_lse);
+                             static_cast<int64_t>(steady_ids_.size()), scale, state(0), lses);
+    score_centroids(q, scale, ws);
+    // Unordered: the estimation zone's order only sets the summation order of its estimate.
+    const Zones sel = select_from_logits(ws.logits.data(), g, b, lses, ws, /*ordered=*/false);
     // Retrieval zone: whole clusters, each a contiguous run of rows of the reordered copy.
-    std::vector<int32_t> rows;
-    rows.reserve(static_cast<size_t>(sel.retrieval_tokens));
-    for (int32_t c : sel.retrieval)
-      for (int64_t p = cluster_offsets_[c]; p < cluster_offsets_[c + 1]; ++p)
-        rows.push_back(static_cast<int32_t>(p));
-    cpu::attend_ids<float>(q, reordered_keys(), reordered_values(), rows.data(),
-                           static_cast<int64_t>(rows.size()), scale, state(1), lses.data() + g);
+    ws.rows.resize(static_cast<size_t>(sel.retrieval_tokens));
+    {
+      int32_t* out = ws.rows.data();
+      for (int64_t i = 0; i < sel.n_retrieval; ++i) {
+        const int32_t c = sel.rank[i];
+        for (int64_t p = cluster_offsets_[c]; p < cluster_offsets_[c + 1]; ++p)
+          *out++ = static_cast<int32_t>(p);
+      }
+    }
+    cpu::attend_ids<float>(q, reordered_keys(), reordered_values(), ws.rows.data(),
+                           sel.retrieval_tokens, scale, state(1), lses + g);
     const int64_t n_c = n_clusters();
-    std::vector<float> a2;  // (g, d) squared scaled queries for the variance estimator
     const bool variance = b.estimator == WaveEstimator::kVariance;
     if (variance) {
-      a2.resize(static_cast<size_t>(g) * d_);
+      // (g, d) squared scaled queries for the variance estimator.
+      ws.a2.resize(static_cast<size_t>(g) * d_);
       for (int h = 0; h < g; ++h)
-        for (int t = 0; t < d_; ++t) a2[h * d_ + t] = (q(h, t) * scale) * (q(h, t) * scale);
+        for (int t = 0; t < d_; ++t) ws.a2[h * d_ + t] = (q(h, t) * scale) * (q(h, t) * scale);
     }
-    detail::estimate_zone(logits.data(), n_c, g, cluster_offsets_.data(), value_sums_.data(),
-                          sel.estimation.data(), static_cast<int64_t>(sel.estimation.size()), d_,
-                          state(2).data, lses.data() + 2 * g, variance ? key_var_.data() : nullptr,
-                          variance ? a2.data() : nullptr, static_cast<float>(b.variance_cap));
-    std::vector<float> merged_o(static_cast<size_t>(3) * d_);
+    detail::estimate_zone(ws.logits.data(), n_c, g, cluster_offsets_.data(), value_sums_.data(),
+                          sel.rank + sel.n_retrieval, sel.n_estimation, d_, state(2).data,
+                          lses + 2 * g, variance ? key_var_.data() : nullptr,
+                          variance ? ws.a2.data() : nullptr, static_cast<float>(b.variance_cap));
+    ws.merged.resize(static_cast<size_t>(3) * d_);
     for (int h = 0; h < g; ++h) {
       float l[3];
       for (int z = 0; z < 3; ++z) {
-        std::copy(state(z).row(h), state(z).row(h) + d_, merged_o.data() + z * d_);
+        std::copy(state(z).row(h), state(z).row(h) + d_, ws.merged.data() + z * d_);
         l[z] = lses[z * g + h];
       }
-      lse[h] = merge_states_n(merged_o.data(), l, 3, d_, o.row(h));
+      lse[h] = merge_states_n(ws.merged.data(), l, 3, d_, o.row(h));
     }
     if (stats) {
       stats->n_clusters = n_c;
       stats->steady_tokens = static_cast<int64_t>(steady_ids_.size());
-      stats->retrieval_clusters = static_cast<int64_t>(sel.retrieval.size());
+      stats->retrieval_clusters = sel.n_retrieval;
       stats->retrieval_tokens = sel.retrieval_tokens;
-      stats->estimation_clusters = static_cast<int64_t>(sel.estimation.size());
+      stats->estimation_clusters = sel.n_estimation;
       stats->estimation_tokens = sel.estimation_tokens;
       stats->total_tokens = n_tokens_;
       stats->estimated_remaining_mass = sel.estimated_remaining_mass;
@@ -548,98 +562,163 @@ class WaveIndex : public TokenIndex {
     for (int t = 0; t < d_; ++t) key_var_.push_back(static_cast<float>(var[t] / s));
   }
 
-  // (g, C) logits q.c*scale, row-major.
-  std::vector<float> score_centroids(ConstMatrixView<float> q, float scale) const {
-    const int64_t n_c = n_clusters();
-    const int64_t g = q.rows;
-    std::vector<float> out(static_cast<size_t>(g * n_c));
-    if (n_c == 0) return out;
-    using RowMajorF = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-    Eigen::Map<const RowMajorF> c(centroids_.data(), n_c, d_);
-    Eigen::Map<const RowMajorF, 0, Eigen::OuterStride<>> qm(q.data, g, d_,
-                                                            Eigen::OuterStride<>(q.ld));
-    // One GEMM (C, d) x (d, g): the centroids are streamed once for the whole group. Its
-    // column-major (C, g) result is the row-major (g, C) layout the rest expects.
-    Eigen::Map<Eigen::MatrixXf> o(out.data(), n_c, g);
-    o.noalias() = c * qm.transpose();
-    o *= scale;
-    return out;
+  // Per-thread buffers of select/attend/search, reused across calls (a decode step at 8K
+  // tokens is tens of microseconds, so a dozen heap allocations per call are a visible share).
+  // thread_local keeps concurrent calls on one index independent; nothing here outlives a call.
+  struct Scratch {
+    std::vector<float> logits;   // (g, C) q.c*scale
+    std::vector<float> e;        // (g, C) exp(logit - max_h)
+    std::vector<float> score;    // (C) group score Σ_h softmax_h
+    std::vector<float> sizes;    // (C) cluster sizes
+    std::vector<uint64_t> keys;  // (C) packed (score, id) ranking keys
+    std::vector<uint64_t> tmp;   // (C) partition buffer of select_largest
+    std::vector<int32_t> rank;   // ranked cluster ids, best first
+    std::vector<int32_t> rows;   // retrieval-zone row ids
+    std::vector<double> cluster_mass, steady_mass, suffix;
+    std::vector<float> states, lses, a2, merged, steady_o, steady_lse;
+  };
+  static Scratch& scratch() {
+    thread_local Scratch s;
+    return s;
   }
 
-  // Exact steady-zone natural-log LSE per head (used by the adaptive budget's total).
-  std::vector<float> steady_group_lse(ConstMatrixView<float> q, float scale) const {
-    std::vector<float> o(static_cast<size_t>(q.rows) * d_), out(q.rows);
-    cpu::attend_range<float>(q, steady_keys(), steady_values(), 0,
-                             static_cast<int64_t>(steady_ids_.size()), scale,
-                             MatrixView<float>(o.data(), q.rows, d_), out.data());
-    return out;
+  // Zones as a view into the scratch ranking: rank[0, n_retrieval) retrieval, the next
+  // n_estimation the estimation zone.
+  struct Zones {
+    const int32_t* rank = nullptr;
+    int64_t n_retrieval = 0, n_estimation = 0;
+    int64_t retrieval_tokens = 0, estimation_tokens = 0;
+    double estimated_remaining_mass = 0.0;
+  };
+  static WaveSelection to_selection(const Zones& z) {
+    WaveSelection sel;
+    if (z.rank) {
+      sel.retrieval.assign(z.rank, z.rank + z.n_retrieval);
+      sel.estimation.assign(z.rank + z.n_retrieval, z.rank + z.n_retrieval + z.n_estimation);
+    }
+    sel.retrieval_tokens = z.retrieval_tokens;
+    sel.estimation_tokens = z.estimation_tokens;
+    sel.estimated_remaining_mass = z.estimated_remaining_mass;
+    return sel;
+  }
+
+  // ws.logits (g, C) = q.c*scale, row-major. The project's SIMD row kernel streams the centroids
+  // once for the whole group; an Eigen GEMM here cost more in packing the (C, d) centroid matrix
+  // on every call (and ran at Eigen's compile-time SIMD width) than the g*C*d multiply-adds.
+  void score_centroids(ConstMatrixView<float> q, float scale, Scratch& ws) const {
+    const int64_t n_c = n_clusters();
+    const int g = static_cast<int>(q.rows);
+    ws.logits.resize(static_cast<size_t>(g) * n_c);
+    if (n_c == 0) return;
+    const cpu::RowKernels<float> rk = cpu::row_kernels<float>();
+    float* out = ws.logits.data();
+    for (int64_t i = 0; i < n_c; i += 1024) {
+      const int nb = static_cast<int>(std::min<int64_t>(1024, n_c - i));
+      const cpu::RowSource<float> rows{centroids_.data(), d_, nullptr, i};
+      rk.dot_rows(q.data, q.ld, g, rows, nb, d_, out + i, n_c, rows, 0);
+    }
+    for (size_t i = 0; i < ws.logits.size(); ++i) out[i] *= scale;
+  }
+
+  // Exact steady-zone natural-log LSE per head (used by the adaptive budget's total), in
+  // ws.steady_lse; returns its data.
+  const float* steady_group_lse(ConstMatrixView<float> q, float scale, Scratch& ws) const {
+    ws.steady_o.resize(static_cast<size_t>(q.rows) * d_);
+    ws.steady_lse.resize(q.rows);
+    cpu::attend_range<float>(
+        q, steady_keys(), steady_values(), 0, static_cast<int64_t>(steady_ids_.size()), scale,
+        MatrixView<float>(ws.steady_o.data(), q.rows, d_), ws.steady_lse.data());
+    return ws.steady_lse.data();
   }
 
   int64_t cluster_size(int32_t c) const { return cluster_offsets_[c + 1] - cluster_offsets_[c]; }
 
   // Ranks clusters by Σ_h softmax_h(logits) and cuts the zones. steady_lse (natural-log, one per
-  // head) feeds the adaptive budget and the remaining-mass figure; empty: no such figure.
-  WaveSelection select_from_logits(const std::vector<float>& logits, int g, const WaveBudget& b,
-                                   const std::vector<float>& steady_lse) const {
-    WaveSelection sel;
+  // head) feeds the adaptive budget and the remaining-mass figure; null: no such figure. The
+  // returned zones point into ws.rank (valid until the next call on this thread). ordered =
+  // false (attend): under a fixed budget the estimation zone may come in any order (it is only
+  // summed); the retrieval zone is always in rank order.
+  Zones select_from_logits(const float* logits, int g, const WaveBudget& b, const float* steady_lse,
+                           Scratch& ws, bool ordered = true) const {
+    Zones sel;
     const int64_t n_c = n_clusters();
     if (n_c == 0) return sel;
     // One exp per (head, cluster): e = exp(l - max_h l) gives the softmax score and, times the
     // cluster size, the centroid estimate of the cluster's attention mass (relative to max_h).
-    std::vector<float> e(static_cast<size_t>(g * n_c));
-    std::vector<double> cluster_mass(g), steady_mass(g);
-    std::vector<float> score(n_c, 0.f), sizes(n_c);
-    for (int64_t c = 0; c < n_c; ++c) sizes[c] = static_cast<float>(cluster_size(c));
+    ws.e.resize(static_cast<size_t>(g) * n_c);
+    ws.cluster_mass.resize(g);
+    ws.steady_mass.resize(g);
+    ws.score.assign(n_c, 0.f);
+    ws.sizes.resize(n_c);
+    float* e = ws.e.data();
+    for (int64_t c = 0; c < n_c; ++c) ws.sizes[c] = static_cast<float>(cluster_size(c));
     using ArrayMap = Eigen::Map<Eigen::ArrayXf>;
     using ConstArrayMap = Eigen::Map<const Eigen::ArrayXf>;
-    const ConstArrayMap size_a(sizes.data(), n_c);
+    const ConstArrayMap size_a(ws.sizes.data(), n_c);
+    const cpu::MathKernels mk = cpu::math_kernels();
     for (int h = 0; h < g; ++h) {
-      const ConstArrayMap l(logits.data() + h * n_c, n_c);
-      ArrayMap eh(e.data() + h * n_c, n_c);
+      const ConstArrayMap l(logits + h * n_c, n_c);
+      float* eh = e + h * n_c;
       const float m = l.maxCoeff();
-      // Eigen's vectorised exp and reductions: this loop over every centroid is a large part
-      // of the step once the exact zones are small.
-      eh = (l - m).exp();
-      const double z = static_cast<double>(eh.sum());
-      const double mass = static_cast<double>((eh * size_a).sum());
-      ArrayMap(score.data(), n_c) += eh * static_cast<float>(1.0 / z);
-      cluster_mass[h] = mass;
+      // The project's SIMD exp (runtime-dispatched, up to AVX-512) over every centroid: this
+      // loop is a large part of the step once the exact zones are small.
+      std::copy(logits + h * n_c, logits + (h + 1) * n_c, eh);
+      const double z = static_cast<double>(mk.exp_shift_sum(eh, static_cast<int>(n_c), m));
+      const ConstArrayMap ea(eh, n_c);
+      const double mass = static_cast<double>((ea * size_a).sum());
+      ArrayMap(ws.score.data(), n_c) += ea * static_cast<float>(1.0 / z);
+      ws.cluster_mass[h] = mass;
       // exp of a huge gap is +inf in double: the clusters' share is then 0, never NaN.
-      steady_mass[h] = steady_lse.empty() ? 0.0 : std::exp(static_cast<double>(steady_lse[h]) - m);
+      ws.steady_mass[h] = steady_lse ? std::exp(static_cast<double>(steady_lse[h]) - m) : 0.0;
     }
-    // Rank (score, id) pairs by value: no indirection in the comparisons.
-    std::vector<ScoredId> ranked(n_c);
-    for (int64_t c = 0; c < n_c; ++c) ranked[c] = {score[c], static_cast<int32_t>(c)};
+    // Rank by one packed integer per cluster: the score's bits (scores are >= 0, so their IEEE
+    // bits order like the floats) above the complemented id, so that descending integer order
+    // is exactly retrokv::better's order (higher score, then smaller id) and the selection and
+    // sort compare plain integers instead of calling a comparator.
+    ws.keys.resize(n_c);
+    for (int64_t c = 0; c < n_c; ++c) {
+      uint32_t bits;
+      std::memcpy(&bits, &ws.score[c], sizeof bits);
+      ws.keys[c] = (static_cast<uint64_t>(bits) << 32) | (~static_cast<uint32_t>(c));
+    }
     // How many ranked clusters we need; the order beyond that is never looked at.
     int64_t need = n_c;
     const bool fixed = b.tolerance <= 0.0 && b.retrieval_tokens == 0 && b.estimation_tokens == 0;
     if (fixed) {
       need = std::min(n_c, frac_count(b.retrieval_frac, n_c) + frac_count(b.estimation_frac, n_c));
     }
-    if (need < n_c) {
-      std::nth_element(ranked.begin(), ranked.begin() + need, ranked.end(), better);
-      ranked.resize(need);
+    const auto first = ws.keys.begin();
+    if (need < n_c) select_largest(ws.keys.data(), n_c, need, ws);
+    if (fixed && !ordered) {
+      // Only the retrieval prefix needs its order; the rest of `need` is the estimation zone.
+      const int64_t r_fixed = std::min(frac_count(b.retrieval_frac, n_c), need);
+      if (r_fixed < need) select_largest(ws.keys.data(), need, r_fixed, ws);
+      std::sort(first, first + r_fixed, std::greater<>());
+    } else {
+      std::sort(first, first + need, std::greater<>());
     }
-    std::sort(ranked.begin(), ranked.end(), better);
-    std::vector<int32_t> rank(ranked.size());
-    for (size_t i = 0; i < ranked.size(); ++i) rank[i] = ranked[i].id;
+    ws.rank.resize(need);
+    int32_t* rank = ws.rank.data();
+    for (int64_t i = 0; i < need; ++i)
+      rank[i] = static_cast<int32_t>(~static_cast<uint32_t>(ws.keys[i]));
 
     int64_t r = 0;
-    const int64_t n_r = static_cast<int64_t>(rank.size());
+    const int64_t n_r = need;
     if (b.tolerance > 0.0) {
       // Smallest prefix r of the ranking such that, for every head, the estimated mass of the
       // clusters rank[r..] is below tolerance of the estimated total (steady zone included).
-      std::vector<double> suffix(static_cast<size_t>(g) * (n_r + 1), 0.0);
+      ws.suffix.assign(static_cast<size_t>(g) * (n_r + 1), 0.0);
       for (int h = 0; h < g; ++h) {
-        double* sh = suffix.data() + h * (n_r + 1);
-        const float* eh = e.data() + h * n_c;
+        double* sh = ws.suffix.data() + h * (n_r + 1);
+        const float* eh = e + h * n_c;
         for (int64_t j = n_r - 1; j >= 0; --j)
           sh[j] = sh[j + 1] + static_cast<double>(eh[rank[j]]) * cluster_size(rank[j]);
       }
       for (;; ++r) {
         double worst = 0.0;
         for (int h = 0; h < g; ++h)
-          worst = std::max(worst, suffix[h * (n_r + 1) + r] / (cluster_mass[h] + steady_mass[h]));
+          worst = std::max(worst,
+                           ws.suffix[h * (n_r + 1) + r] / (ws.cluster_mass[h] + ws.steady_mass[h]));
         if (worst < b.tolerance || r == n_r) break;
       }
     } else if (b.retrieval_tokens > 0) {
@@ -656,22 +735,60 @@ class WaveIndex : public TokenIndex {
     } else {
       n_e = std::min(left, frac_count(b.estimation_frac, n_c));
     }
-    sel.retrieval.assign(rank.begin(), rank.begin() + r);
-    sel.estimation.assign(rank.begin() + r, rank.begin() + r + n_e);
-    for (int32_t c : sel.retrieval) sel.retrieval_tokens += cluster_size(c);
-    for (int32_t c : sel.estimation) sel.estimation_tokens += cluster_size(c);
-    if (!steady_lse.empty()) {
+    sel.rank = rank;
+    sel.n_retrieval = r;
+    sel.n_estimation = n_e;
+    for (int64_t i = 0; i < r; ++i) sel.retrieval_tokens += cluster_size(rank[i]);
+    for (int64_t i = r; i < r + n_e; ++i) sel.estimation_tokens += cluster_size(rank[i]);
+    if (steady_lse) {
       double worst = 0.0;
       for (int h = 0; h < g; ++h) {
         double got = 0.0;
-        for (int32_t c : sel.retrieval)
-          got += static_cast<double>(e[h * n_c + c]) * cluster_size(c);
-        worst = std::max(worst,
-                         std::max(0.0, cluster_mass[h] - got) / (cluster_mass[h] + steady_mass[h]));
+        for (int64_t i = 0; i < r; ++i)
+          got += static_cast<double>(e[h * n_c + rank[i]]) * cluster_size(rank[i]);
+        worst = std::max(worst, std::max(0.0, ws.cluster_mass[h] - got) /
+                                    (ws.cluster_mass[h] + ws.steady_mass[h]));
       }
       sel.estimated_remaining_mass = worst;
     }
     return sel;
+  }
+
+  // Moves the k largest of the n DISTINCT keys to keys[0, k) (in no particular order). A
+  // quickselect whose partition is branch-free (every key is stored to both ends of a buffer and
+  // only the cursors move): std::nth_element's data-dependent branches mispredicted about half
+  // the time on these random scores and were the largest single cost of a step at 8K tokens.
+  static void select_largest(uint64_t* keys, int64_t n, int64_t k, Scratch& ws) {
+    if (k <= 0 || k >= n) return;
+    ws.tmp.resize(static_cast<size_t>(n));
+    uint64_t* tmp = ws.tmp.data();
+    int64_t lo = 0, hi = n;  // keys[0, lo) are among the k largest, keys[hi, n) are not
+    while (hi - lo > 32) {
+      // Median of three as the pivot (the keys are distinct, so only > and < occur).
+      const uint64_t a = keys[lo], bk = keys[lo + (hi - lo) / 2], c = keys[hi - 1];
+      const uint64_t pivot = std::max(std::min(a, bk), std::min(std::max(a, bk), c));
+      int64_t gt = 0, lt = hi - lo - 1;
+      for (int64_t i = lo; i < hi; ++i) {
+        const uint64_t x = keys[i];
+        tmp[gt] = x;
+        tmp[lt] = x;
+        gt += x > pivot;
+        lt -= x < pivot;
+      }
+      // Now tmp[0, gt) > pivot, tmp[gt] = pivot, tmp(gt, hi - lo) < pivot.
+      tmp[gt] = pivot;
+      std::copy(tmp, tmp + (hi - lo), keys + lo);
+      const int64_t p = lo + gt;  // the pivot's final position
+      if (k <= p) {
+        hi = p;
+      } else if (k == p + 1) {
+        return;
+      } else {
+        lo = p + 1;
+      }
+    }
+    // A short range left: finish with the standard selection.
+    std::nth_element(keys + lo, keys + k, keys + hi, std::greater<>());
   }
 
   static int64_t frac_count(double frac, int64_t n) {
