@@ -93,7 +93,8 @@ typedef struct retrokv_layer_stats {
   double exact_fraction;
 } retrokv_layer_stats;
 
-/* Defaults: float32 KV, full policy, budget 2%, 4 sinks, 64 local, update every 1024. */
+/* Defaults (those of retrokv::StoreConfig): float32 KV, full policy, budget 3%, 4 sinks, 64 local,
+ * index update every 64 appended tokens. */
 RETROKV_C_API void retrokv_config_default(retrokv_config* config);
 
 /* This thread's message for the last failed call ("" if none). Valid until the next call. */

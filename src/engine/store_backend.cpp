@@ -25,6 +25,7 @@ StoreAttentionBackend::StoreAttentionBackend(const AttentionShape& shape, StoreC
       prompt_(shape) {
   seq_ = store_->add_sequence();
   q_.resize(static_cast<size_t>(shape_.n_layers));
+  loaded_.assign(static_cast<size_t>(shape_.n_layers), 0);
 }
 
 void StoreAttentionBackend::check_layer(int layer) const {
@@ -34,7 +35,7 @@ void StoreAttentionBackend::check_layer(int layer) const {
 
 int64_t StoreAttentionBackend::size(int layer) const {
   check_layer(layer);
-  return built_ ? store_->sequence_length(seq_, layer) : prompt_.size(layer);
+  return built_ || loaded_[layer] ? store_->sequence_length(seq_, layer) : prompt_.size(layer);
 }
 
 void StoreAttentionBackend::reset() {
@@ -43,6 +44,7 @@ void StoreAttentionBackend::reset() {
   prompt_.reset();
   for (auto& q : q_) std::vector<float>().swap(q);
   built_ = false;
+  loaded_.assign(loaded_.size(), 0);
   reset_stats();
 }
 
@@ -54,6 +56,8 @@ void StoreAttentionBackend::reset_stats() {
 void StoreAttentionBackend::prefill(int layer, ConstMatrixView<float> q, ConstMatrixView<float> k,
                                     ConstMatrixView<float> v, MatrixView<float> out) {
   check_layer(layer);
+  RETROKV_CHECK(built_ || !loaded_[layer], "layer: ", layer,
+                " was given its prompt by load_prompt; decode it before prefilling more");
   if (!built_) {
     // Shapes are checked by the dense backend before anything is kept.
     prompt_.prefill(layer, q, k, v, out);
@@ -69,11 +73,24 @@ void StoreAttentionBackend::prefill(int layer, ConstMatrixView<float> q, ConstMa
   for (int64_t i = 0; i < q.rows; ++i) decode(layer, q.row(i), k.row(i), v.row(i), out.row(i));
 }
 
+void StoreAttentionBackend::load_prompt(int layer, ConstMatrixView<float> q,
+                                        ConstMatrixView<float> k, ConstMatrixView<float> v) {
+  check_layer(layer);
+  RETROKV_CHECK(!built_ && !loaded_[layer] && prompt_.size(layer) == 0, "layer: ", layer,
+                " already holds positions; load_prompt gives a layer its whole prompt once, "
+                "before any prefill or decode");
+  RETROKV_CHECK(q.rows == 0 || q.rows == k.rows, "q: expected ", k.rows,
+                " rows as k (or none: no training queries), got ", q.rows);
+  // The store checks the shapes and values and copies K, V and the training queries.
+  store_->prefill(seq_, layer, k, v, q);
+  loaded_[layer] = 1;
+}
+
 void StoreAttentionBackend::build_store() {
   const int H = shape_.n_kv_heads, Hq = shape_.n_q_heads, d = shape_.head_dim;
   for (int l = 0; l < shape_.n_layers; ++l) {
     const int64_t n = prompt_.size(l);
-    if (n == 0) continue;  // no prompt: the layer starts with append
+    if (n == 0 || loaded_[l]) continue;  // no prompt (starts with append) or loaded already
     std::vector<ConstMatrixView<float>> kh, vh, qh;
     for (int h = 0; h < H; ++h) {
       kh.push_back(prompt_.keys(l, h));

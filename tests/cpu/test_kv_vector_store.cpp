@@ -3,6 +3,7 @@
 // (append) consistency, save/load round trips, concurrency, and rejected calls that change nothing.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -703,4 +704,30 @@ TEST(KVVectorStore, ConfigAndPolicyNames) {
 }
 
 }  // namespace
+// The group's merge of per-head ranked lists: round-robin by rank, first occurrence wins, at most
+// `budget` ids. Checked against the obvious quadratic version on random lists with repeats.
+TEST(KVVectorStore, RoundRobinUnionMatchesNaiveMerge) {
+  std::mt19937 rng(5);
+  for (int trial = 0; trial < 200; ++trial) {
+    const int g = 1 + trial % 4;
+    std::uniform_int_distribution<int32_t> id(0, 1 + trial * 3);
+    std::uniform_int_distribution<int> len(0, 40);
+    std::vector<std::vector<int32_t>> lists(g);
+    for (auto& l : lists) {
+      l.resize(len(rng));
+      for (auto& x : l) x = id(rng);
+    }
+    const int64_t budget = trial % 7 == 0 ? 0 : 1 + trial % 50;
+    std::vector<int32_t> want;
+    size_t longest = 0;
+    for (const auto& l : lists) longest = std::max(longest, l.size());
+    for (size_t r = 0; r < longest; ++r)
+      for (const auto& l : lists)
+        if (r < l.size() && static_cast<int64_t>(want.size()) < budget &&
+            std::find(want.begin(), want.end(), l[r]) == want.end())
+          want.push_back(l[r]);
+    EXPECT_EQ(retrokv::detail::round_robin_union(lists, budget), want) << "trial " << trial;
+  }
+}
+
 }  // namespace retrokv

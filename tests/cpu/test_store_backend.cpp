@@ -101,6 +101,72 @@ TEST(StoreBackend, RejectsBadLayer) {
   EXPECT_THROW(store.size(-1), retrokv::Error);
 }
 
+// load_prompt hands a layer's prompt to the store without computing attention: decoding after
+// it must equal decoding after the engine-style prefill (dense prompt, store built at decode).
+TEST(StoreBackend, LoadPromptEqualsPrefillThenDecode) {
+  eng::AttentionShape s{2, 4, 2, 16, 4096, 0.25f};
+  std::mt19937 rng(11);
+  const int qw = s.q_width(), kw = s.kv_width(), n = 90;
+  std::vector<std::vector<float>> q(2), k(2), v(2);
+  for (int l = 0; l < 2; ++l) {
+    q[l] = random_vec(rng, size_t(n) * qw);
+    k[l] = random_vec(rng, size_t(n) * kw);
+    v[l] = random_vec(rng, size_t(n) * kw);
+  }
+  for (Policy p :
+       {Policy::kFull, Policy::kFlatTopK, Policy::kRoarGraph, Policy::kWave, Policy::kQuest}) {
+    SCOPED_TRACE(retrokv::policy_name(p));
+    eng::StoreAttentionBackend a(s, store_config(p, 0.1)), b(s, store_config(p, 0.1));
+    std::vector<float> scratch(size_t(n) * qw);
+    for (int l = 0; l < 2; ++l) {
+      retrokv::ConstMatrixView<float> Q(q[l].data(), n, qw), K(k[l].data(), n, kw),
+          V(v[l].data(), n, kw);
+      a.prefill(l, Q, K, V, retrokv::MatrixView<float>(scratch.data(), n, qw));
+      b.load_prompt(l, Q, K, V);
+      EXPECT_EQ(b.size(l), n);
+    }
+    a.finish_prefill();
+    b.finish_prefill();
+    for (int step = 0; step < 4; ++step) {
+      for (int l = 0; l < 2; ++l) {
+        auto qs = random_vec(rng, qw), ks = random_vec(rng, kw), vs = random_vec(rng, kw);
+        std::vector<float> oa(qw), ob(qw);
+        a.decode(l, qs.data(), ks.data(), vs.data(), oa.data());
+        b.decode(l, qs.data(), ks.data(), vs.data(), ob.data());
+        for (int i = 0; i < qw; ++i) ASSERT_EQ(oa[i], ob[i]) << "layer " << l << " at " << i;
+      }
+    }
+    EXPECT_EQ(a.stats().exact_tokens, b.stats().exact_tokens);
+    EXPECT_EQ(b.size(0), n + 4);
+  }
+}
+
+TEST(StoreBackend, LoadPromptRejectsMisuseAndLeavesTheLayer) {
+  eng::AttentionShape s{2, 4, 2, 16, 4096, 0.25f};
+  eng::StoreAttentionBackend b(s, store_config(Policy::kWave, 0.1));
+  std::mt19937 rng(3);
+  const int qw = s.q_width(), kw = s.kv_width(), n = 20;
+  auto q = random_vec(rng, size_t(n) * qw), k = random_vec(rng, size_t(n) * kw),
+       v = random_vec(rng, size_t(n) * kw);
+  retrokv::ConstMatrixView<float> Q(q.data(), n, qw), K(k.data(), n, kw), V(v.data(), n, kw);
+  // Query rows that do not match the keys, a bad layer, then a good load.
+  EXPECT_THROW(b.load_prompt(0, retrokv::ConstMatrixView<float>(q.data(), n - 1, qw), K, V),
+               retrokv::Error);
+  EXPECT_THROW(b.load_prompt(2, Q, K, V), retrokv::Error);
+  EXPECT_EQ(b.size(0), 0);
+  b.load_prompt(0, Q, K, V);
+  EXPECT_EQ(b.size(0), n);
+  // Twice on a layer, or a dense prefill on a loaded layer before decode, is an error.
+  EXPECT_THROW(b.load_prompt(0, Q, K, V), retrokv::Error);
+  std::vector<float> out(size_t(n) * qw);
+  EXPECT_THROW(b.prefill(0, Q, K, V, retrokv::MatrixView<float>(out.data(), n, qw)),
+               retrokv::Error);
+  EXPECT_EQ(b.size(0), n);
+  // Without queries (no RoarGraph training queries) is allowed.
+  b.load_prompt(1, retrokv::ConstMatrixView<float>(nullptr, 0, qw), K, V);
+  EXPECT_EQ(b.size(1), n);
+}
+
 // ---- the real model -------------------------------------------------------------------------
 
 struct Loaded {

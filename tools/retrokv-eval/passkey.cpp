@@ -1,6 +1,7 @@
 // retrokv-eval passkey: "The pass key is NNNNN. Remember it." hidden at several depths of a long
 // text, asked for at the end (issue 7, "End to end on SmolLM2"). Full attention is reported
-// first: the sparse backends are judged against what the 135M model does with it.
+// first: the sparse backends are judged against what the 135M model does with it. Each haystack
+// is prefilled once with full attention and replayed into every store backend (prompt_replay.h).
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <cstdio>
@@ -15,6 +16,7 @@
 #include <vector>
 
 #include "eval_text.h"
+#include "prompt_replay.h"
 #include "retrokv/core/error.h"
 #include "retrokv/engine/full_attention_backend.h"
 #include "retrokv/engine/generate.h"
@@ -32,15 +34,6 @@ namespace {
 namespace eng = retrokv::engine;
 using json = nlohmann::json;
 
-// The prompt's post-RoPE Q, K, V per layer, captured from the full-attention prefill. Prefill is
-// exact for every backend, so a sparse backend is prefilled from these instead of re-running the
-// model over the prompt.
-struct CapturedPrompt {
-  std::vector<std::vector<float>> q, k, v;  // per layer, (n, width) row-major
-  int64_t n = 0;
-  std::vector<float> last_logits;
-};
-
 }  // namespace
 
 int run_passkey(int argc, char** argv) {
@@ -51,7 +44,7 @@ int run_passkey(int argc, char** argv) {
   int answer_tokens = 8;
   double budget = PolicyParams{}.budget_fraction;
   uint64_t seed = 1;
-  int threads = 0;
+  StoreOptions opts;
   app.add_option("--text", text_path, "haystack text (default: the Debian GPL-3 text)");
   app.add_option("--depths", depths_arg, "comma-separated depths in [0, 1] of the pass key");
   app.add_option("--max-prompt-tokens", max_prompt,
@@ -63,8 +56,7 @@ int run_passkey(int argc, char** argv) {
   app.add_option("--answer-tokens", answer_tokens, "tokens decoded greedily for the answer")
       ->check(CLI::Range(1, 64));
   app.add_option("--seed", seed, "seed of the pass keys");
-  app.add_option("--threads", threads, "store threads (0 = OpenMP default)")
-      ->check(CLI::NonNegativeNumber);
+  opts.add_to(app);
   app.add_option("--model", model_path, "GGUF file (default: $RETROKV_MODEL_DIR or models/)");
   app.add_option("--out", out_path, "JSON lines, one per (backend, depth)")->required();
   CLI11_PARSE(app, argc, argv);
@@ -104,56 +96,29 @@ int run_passkey(int argc, char** argv) {
     prompt.insert(prompt.end(), body.begin() + at, body.end());
     prompt.insert(prompt.end(), question.begin(), question.end());
 
-    CapturedPrompt cap;
-    cap.q.resize(shape.n_layers);
-    cap.k.resize(shape.n_layers);
-    cap.v.resize(shape.n_layers);
-    cap.n = static_cast<int64_t>(prompt.size());
-    auto keep = [](std::vector<float>& dst, ConstMatrixView<float> m) {
-      for (int64_t i = 0; i < m.rows; ++i) dst.insert(dst.end(), m.row(i), m.row(i) + m.cols);
-    };
-    model.set_qkv_observer([&](int layer, int64_t, ConstMatrixView<float> q,
-                               ConstMatrixView<float> k, ConstMatrixView<float> v) {
-      keep(cap.q[layer], q);
-      keep(cap.k[layer], k);
-      keep(cap.v[layer], v);
-    });
-    {
-      eng::FullAttentionBackend full(shape);
-      const Matrix<float> last = model.forward(prompt, full);
-      cap.last_logits.assign(last.data(), last.data() + last.cols());
-    }
-    model.set_qkv_observer({});
+    const bool keep_q = std::find(names.begin(), names.end(), "roar_graph") != names.end();
+    eng::FullAttentionBackend full(shape);
+    const CapturedPrompt cap = capture_prompt(model, prompt, full, keep_q);
 
     for (const std::string& name : names) {
-      std::unique_ptr<eng::AttentionBackend> backend;
-      if (name == "full") {
-        backend = std::make_unique<eng::FullAttentionBackend>(shape);
-      } else {
-        StoreConfig config;
-        config.policy = parse_policy(name);
-        config.params.budget_fraction = budget;
-        config.threads = threads;
-        backend = std::make_unique<eng::StoreAttentionBackend>(shape, config);
+      // Full attention continues from its own prefill; a store backend gets the replay.
+      std::unique_ptr<eng::StoreAttentionBackend> store;
+      if (name != "full") {
+        store = std::make_unique<eng::StoreAttentionBackend>(
+            shape, opts.config(parse_policy(name), budget));
+        replay_prompt(cap, *store);
       }
-      Matrix<float> scratch(cap.n, shape.q_width());
-      for (int l = 0; l < shape.n_layers; ++l)
-        backend->prefill(l, ConstMatrixView<float>(cap.q[l].data(), cap.n, shape.q_width()),
-                         ConstMatrixView<float>(cap.k[l].data(), cap.n, shape.kv_width()),
-                         ConstMatrixView<float>(cap.v[l].data(), cap.n, shape.kv_width()),
-                         scratch.view());
+      eng::AttentionBackend& backend = store ? static_cast<eng::AttentionBackend&>(*store) : full;
       std::vector<int32_t> answer;
       std::vector<float> logits = cap.last_logits;
       for (int t = 0; t < answer_tokens; ++t) {
         answer.push_back(eng::argmax(logits));
-        if (t + 1 < answer_tokens) logits = model.decode(answer.back(), *backend);
+        if (t + 1 < answer_tokens) logits = model.decode(answer.back(), backend);
       }
       const std::string text = tok.decode(answer);
       const bool correct = text.find(key) != std::string::npos;
       correct_count[name] += correct;
-      double exact = 1.0;
-      if (auto* sb = dynamic_cast<eng::StoreAttentionBackend*>(backend.get()))
-        exact = sb->stats().exact_fraction();
+      const double exact = store ? store->stats().exact_fraction() : 1.0;
       json j{{"backend", name},        {"depth", depth},
              {"correct", correct},     {"passkey", key},
              {"answer", text},         {"exact_frac", exact},

@@ -36,6 +36,14 @@ class StoreAttentionBackend : public AttentionBackend {
   int64_t size(int layer) const override;
   void reset() override;
 
+  /// Hands a layer's whole prompt straight to the store, without computing its attention outputs:
+  /// for replaying a prompt whose outputs are already known (e.g. captured from a full-attention
+  /// prefill, which is exact for every policy). q (n, q_width), k, v (n, kv_width), n >= 1; the
+  /// layer must hold no positions yet. Returns once the store has copied them (the index build
+  /// may run on in the background; finish_prefill() waits for it).
+  void load_prompt(int layer, ConstMatrixView<float> q, ConstMatrixView<float> k,
+                   ConstMatrixView<float> v);
+
   /// Ends the prompt now instead of at the first decode: hands it to the store and waits for the
   /// index builds (so a caller can time decode apart from the build). Idempotent.
   void finish_prefill();
@@ -60,6 +68,7 @@ class StoreAttentionBackend : public AttentionBackend {
   FullAttentionBackend prompt_;        // dense cache of the prompt until the store is built
   std::vector<std::vector<float>> q_;  // per layer: prompt queries (n, q_width), row-major
   bool built_ = false;
+  std::vector<char> loaded_;  // per layer: prompt given by load_prompt (already in the store)
   double decode_seconds_ = 0;
 };
 

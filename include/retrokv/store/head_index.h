@@ -125,16 +125,28 @@ inline void update_head_index(HeadIndex& hi, Policy policy, const PolicyParams& 
 inline std::vector<int32_t> round_robin_union(const std::vector<std::vector<int32_t>>& lists,
                                               int64_t budget) {
   std::vector<int32_t> out;
-  std::vector<int32_t> seen;  // sorted
-  size_t longest = 0;
-  for (const auto& l : lists) longest = std::max(longest, l.size());
+  size_t longest = 0, total = 0;
+  int32_t max_id = -1;
+  for (const auto& l : lists) {
+    longest = std::max(longest, l.size());
+    total += l.size();
+    for (int32_t id : l) max_id = std::max(max_id, id);
+  }
+  if (max_id < 0 || budget <= 0) return out;
+  // A bitmap over the id range (positions: n / 8 bytes) instead of a sorted vector: the sorted
+  // insert was O(budget^2) and took ~15% of quest's decode attention at 8K.
+  std::vector<uint64_t> seen(static_cast<size_t>(max_id / 64) + 1, 0);
+  out.reserve(static_cast<size_t>(std::min<int64_t>(budget, static_cast<int64_t>(total))));
   for (size_t r = 0; r < longest && static_cast<int64_t>(out.size()) < budget; ++r) {
     for (const auto& l : lists) {
       if (r >= l.size() || static_cast<int64_t>(out.size()) >= budget) continue;
-      auto it = std::lower_bound(seen.begin(), seen.end(), l[r]);
-      if (it != seen.end() && *it == l[r]) continue;
-      seen.insert(it, l[r]);
-      out.push_back(l[r]);
+      const int32_t id = l[r];
+      if (id < 0) continue;  // not a position (an index pads nothing, but never index with it)
+      uint64_t& word = seen[static_cast<size_t>(id) / 64];
+      const uint64_t bit = uint64_t{1} << (id % 64);
+      if (word & bit) continue;
+      word |= bit;
+      out.push_back(id);
     }
   }
   return out;
