@@ -161,18 +161,35 @@ retrokv_status retrokv_sequence_length(retrokv_store* store, retrokv_seq_id seq,
   return guarded([&] { *out = store->store.sequence_length(seq, layer); });
 }
 
+namespace {
+
+// Views of n_tokens rows of K/V (n_kv_heads * head_dim wide) or Q (n_q_heads * head_dim wide)
+// in the store's shape; refuses n_tokens < 1 (the C caller passes bare pointers).
+class TokenRows {
+ public:
+  TokenRows(const retrokv_store* store, int64_t n_tokens)
+      : config_(store->store.config()), n_(n_tokens) {
+    RETROKV_CHECK(n_tokens >= 1, "n_tokens: expected >= 1, got ", n_tokens);
+  }
+  retrokv::ConstMatrixView<float> kv(const float* p) const { return {p, n_, config_.kv_width()}; }
+  retrokv::ConstMatrixView<float> q(const float* p) const { return {p, n_, config_.q_width()}; }
+
+ private:
+  const retrokv::StoreConfig& config_;
+  int64_t n_;
+};
+
+}  // namespace
+
 retrokv_status retrokv_prefill(retrokv_store* store, retrokv_seq_id seq, int32_t layer,
                                const float* k, const float* v, const float* q, int64_t n_tokens) {
   RETROKV_C_NOT_NULL(store);
   RETROKV_C_NOT_NULL(k);
   RETROKV_C_NOT_NULL(v);
   return guarded([&] {
-    const auto& c = store->store.config();
-    RETROKV_CHECK(n_tokens >= 1, "n_tokens: expected >= 1, got ", n_tokens);
-    store->store.prefill(seq, layer, retrokv::ConstMatrixView<float>(k, n_tokens, c.kv_width()),
-                         retrokv::ConstMatrixView<float>(v, n_tokens, c.kv_width()),
-                         q ? retrokv::ConstMatrixView<float>(q, n_tokens, c.q_width())
-                           : retrokv::ConstMatrixView<float>());
+    const TokenRows rows(store, n_tokens);
+    store->store.prefill(seq, layer, rows.kv(k), rows.kv(v),
+                         q ? rows.q(q) : retrokv::ConstMatrixView<float>());
   });
 }
 
@@ -182,10 +199,8 @@ retrokv_status retrokv_append(retrokv_store* store, retrokv_seq_id seq, int32_t 
   RETROKV_C_NOT_NULL(k);
   RETROKV_C_NOT_NULL(v);
   return guarded([&] {
-    const auto& c = store->store.config();
-    RETROKV_CHECK(n_tokens >= 1, "n_tokens: expected >= 1, got ", n_tokens);
-    store->store.append(seq, layer, retrokv::ConstMatrixView<float>(k, n_tokens, c.kv_width()),
-                        retrokv::ConstMatrixView<float>(v, n_tokens, c.kv_width()));
+    const TokenRows rows(store, n_tokens);
+    store->store.append(seq, layer, rows.kv(k), rows.kv(v));
   });
 }
 

@@ -79,7 +79,10 @@ struct PolicyParams {
   /// zone, +1.2 points of exact share for the same agreement (docs/results.md, issue 7).
   int64_t update_interval = 64;
   int quest_page_size = 16;  ///< tokens per page of the quest policy
-  int roar_ef = 0;           ///< RoarGraph search beam (0: the index default, >= budget)
+  /// RoarGraph search beam. 0: max(the index's ef, budget). A value below the budget is a
+  /// narrow beam: the search still returns the budget's top tokens among every key it scored
+  /// (fewer keys scanned, lower recall; docs/results.md, issue 4).
+  int roar_ef = 0;
   /// RoarGraph build parameters (threads is overridden by StoreConfig::threads).
   RoarGraphParams roar = default_store_roar_params();
   /// Wave index parameters. n_sink, n_local, update_interval and the retrieval budget are
