@@ -23,6 +23,7 @@
 #include "retrokv/engine/gguf.h"
 #include "retrokv/engine/gguf_vocab.h"
 #include "retrokv/engine/llama_model.h"
+#include "retrokv/engine/loaded_model.h"
 #include "retrokv/engine/model_files.h"
 
 namespace {
@@ -41,13 +42,7 @@ std::string model_path() {
   return base + "/" + eng::kSmolLM2FileName;
 }
 
-struct Loaded {
-  eng::GgufFile file;
-  eng::Tokenizer tok;
-  eng::LlamaModel model;
-  explicit Loaded(eng::GgufFile f)
-      : file(std::move(f)), tok(eng::tokenizer_from_gguf(file)), model(file) {}
-};
+using Loaded = eng::LoadedModel;  // file, tokenizer and weights, opened once per suite
 
 class SmolLM2 : public ::testing::Test {
  protected:

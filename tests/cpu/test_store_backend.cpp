@@ -20,6 +20,7 @@
 #include "retrokv/engine/gguf.h"
 #include "retrokv/engine/gguf_vocab.h"
 #include "retrokv/engine/llama_model.h"
+#include "retrokv/engine/loaded_model.h"
 #include "retrokv/engine/model_files.h"
 #include "retrokv/engine/store_backend.h"
 
@@ -169,13 +170,7 @@ TEST(StoreBackend, LoadPromptRejectsMisuseAndLeavesTheLayer) {
 
 // ---- the real model -------------------------------------------------------------------------
 
-struct Loaded {
-  eng::GgufFile file;
-  eng::Tokenizer tok;
-  eng::LlamaModel model;
-  explicit Loaded(eng::GgufFile f)
-      : file(std::move(f)), tok(eng::tokenizer_from_gguf(file)), model(file) {}
-};
+using Loaded = eng::LoadedModel;  // file, tokenizer and weights, opened once per suite
 
 constexpr int kPromptTokens = 300;
 // Next-token distributions compared: the prompt's last position, then decode steps (a decode step

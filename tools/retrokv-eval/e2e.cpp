@@ -27,6 +27,7 @@
 #include "retrokv/engine/gguf.h"
 #include "retrokv/engine/gguf_vocab.h"
 #include "retrokv/engine/llama_model.h"
+#include "retrokv/engine/loaded_model.h"
 #include "retrokv/engine/model_files.h"
 #include "retrokv/engine/store_backend.h"
 #include "retrokv/store/store_config.h"
@@ -138,10 +139,9 @@ int run_e2e(int argc, char** argv) {
   std::ofstream out(out_path);
   RETROKV_CHECK(out.good(), "--out: cannot write '", out_path, "'");
 
-  const std::string path = eng::find_model(model_path);
-  const eng::GgufFile file = eng::GgufFile::open(path);
-  const eng::Tokenizer tok = eng::tokenizer_from_gguf(file);
-  eng::LlamaModel model(file);
+  const auto loaded = eng::LoadedModel::open(model_path);
+  const eng::Tokenizer& tok = loaded->tok;
+  eng::LlamaModel& model = loaded->model;
   std::vector<int32_t> prompt;
   if (tok.add_bos() && tok.bos_id() >= 0) prompt.push_back(tok.bos_id());
   const std::vector<int32_t> body = encode_text_file(tok, text_path, max_prompt);

@@ -23,6 +23,7 @@
 #include "retrokv/engine/gguf.h"
 #include "retrokv/engine/gguf_vocab.h"
 #include "retrokv/engine/llama_model.h"
+#include "retrokv/engine/loaded_model.h"
 #include "retrokv/engine/model_files.h"
 #include "retrokv/engine/store_backend.h"
 #include "retrokv/store/store_config.h"
@@ -71,10 +72,9 @@ int run_passkey(int argc, char** argv) {
   std::ofstream out(out_path);
   RETROKV_CHECK(out.good(), "--out: cannot write '", out_path, "'");
 
-  const std::string path = eng::find_model(model_path);
-  const eng::GgufFile file = eng::GgufFile::open(path);
-  const eng::Tokenizer tok = eng::tokenizer_from_gguf(file);
-  eng::LlamaModel model(file);
+  const auto loaded = eng::LoadedModel::open(model_path);
+  const eng::Tokenizer& tok = loaded->tok;
+  eng::LlamaModel& model = loaded->model;
   const eng::AttentionShape shape = model.attention_shape();
   const std::vector<int32_t> body = encode_text_file(tok, text_path, max_prompt);
   const std::vector<int32_t> question =

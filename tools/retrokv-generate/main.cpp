@@ -16,6 +16,7 @@
 #include "retrokv/engine/gguf.h"
 #include "retrokv/engine/gguf_vocab.h"
 #include "retrokv/engine/llama_model.h"
+#include "retrokv/engine/loaded_model.h"
 #include "retrokv/engine/model_files.h"
 #include "retrokv/engine/store_backend.h"
 #include "retrokv/store/store_config.h"
@@ -79,10 +80,9 @@ int main(int argc, char** argv) {
   try {
     if (!prompt_file.empty()) prompt = read_file(prompt_file);
     RETROKV_CHECK(!prompt.empty(), "--prompt: expected a non-empty prompt (or --prompt-file)");
-    const std::string path = eng::find_model(model_path);
-    const eng::GgufFile file = eng::GgufFile::open(path);
-    const eng::Tokenizer tok = eng::tokenizer_from_gguf(file);
-    eng::LlamaModel model(file);
+    const auto loaded = eng::LoadedModel::open(model_path);
+    const eng::Tokenizer& tok = loaded->tok;
+    eng::LlamaModel& model = loaded->model;
     auto backend = make_backend(backend_name, model.attention_shape(), budget);
 
     std::string text = prompt;

@@ -19,6 +19,7 @@
 #include "retrokv/engine/gguf.h"
 #include "retrokv/engine/gguf_vocab.h"
 #include "retrokv/engine/llama_model.h"
+#include "retrokv/engine/loaded_model.h"
 #include "retrokv/engine/model_files.h"
 
 namespace {
@@ -83,10 +84,10 @@ int main(int argc, char** argv) {
     ss << in.rdbuf();
     const std::string text = ss.str();
 
-    const std::string path = eng::find_model(model_path);
-    const eng::GgufFile file = eng::GgufFile::open(path);
-    const eng::Tokenizer tok = eng::tokenizer_from_gguf(file);
-    eng::LlamaModel model(file);
+    const std::string path = eng::find_model(model_path);  // recorded in meta.json
+    const auto loaded = eng::LoadedModel::open(path);
+    const eng::Tokenizer& tok = loaded->tok;
+    eng::LlamaModel& model = loaded->model;
     const eng::LlamaConfig& cfg = model.config();
     const eng::AttentionShape shape = model.attention_shape();
     const int d = cfg.head_dim;
