@@ -161,7 +161,7 @@ struct StoreOptions {
   int n_sink = defaults.n_sink;
   int64_t update_interval = defaults.update_interval;
   int64_t max_train_queries = 0;
-  int roar_ef = 0;
+  int roar_ef = defaults.roar_ef;
   int roar_L = 0;
   int threads = 0;
   bool async_build = false;
@@ -181,8 +181,9 @@ struct StoreOptions {
                    "RoarGraph: at most this many training queries per KV head (0 = all n * group)")
         ->check(CLI::NonNegativeNumber)
         ->capture_default_str();
-    app.add_option("--roar-ef", roar_ef, "RoarGraph search beam (0 = index default)")
-        ->check(CLI::NonNegativeNumber);
+    app.add_option("--roar-ef", roar_ef, "RoarGraph search beam (0 = max(index ef, budget))")
+        ->check(CLI::NonNegativeNumber)
+        ->capture_default_str();
     app.add_option("--roar-L", roar_L,
                    "RoarGraph build beam of the fill pass and inserts (0 = index default)")
         ->check(CLI::NonNegativeNumber);

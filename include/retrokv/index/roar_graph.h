@@ -105,7 +105,24 @@ class RoarGraphIndex : public TokenIndex {
   /// answer is then the top-k of every key scored on the way, and the search goes on until at
   /// least k keys are scored), else max(RoarGraphParams::ef, k). With ef >= k the result is the
   /// beam's best k, as before.
-  SearchResult search(ConstMatrixView<float> queries, const SearchParams& params) const override;
+  SearchResult search(ConstMatrixView<float> queries, const SearchParams& params) const override {
+    return search_scored(queries, params, -1);
+  }
+
+  /// search() with the floor on keys scored made explicit: min_scored >= 0 stops the search once
+  /// the beam has converged and min_scored keys are scored, even if that is fewer than k (it then
+  /// returns fewer than k ids); -1 is search() (the floor is k). The store's GQA selection uses a
+  /// low floor: it merges g heads' lists, so no single head has to fill the whole budget.
+  SearchResult search_scored(ConstMatrixView<float> queries, const SearchParams& params,
+                             int min_scored) const;
+
+  /// One search per query head of the group queries (g, d), sharing visited keys and scoring
+  /// (detail::beam_search_heads): result h is head h's top min(k, scored) keys, best first, by
+  /// its own q.k. Beam width per head: params.ef when > 0, else RoarGraphParams::ef (a beam
+  /// below k steers; the rest of the k come from every key scored). Seeds: the entry points and
+  /// params.warm_start. keys_scanned (distinct keys scored) is in result 0.
+  std::vector<SearchResult> search_heads(ConstMatrixView<float> queries,
+                                         const SearchParams& params) const;
 
   /// Adds new keys (b, d) with ids size() .. size() + b - 1, keeping out-degree <= 2M and every
   /// key reachable from the entry point. Deterministic like build().
@@ -523,8 +540,9 @@ inline int64_t RoarGraphIndex::count_reachable() const {
   return count;
 }
 
-inline SearchResult RoarGraphIndex::search(ConstMatrixView<float> queries,
-                                           const SearchParams& params) const {
+inline SearchResult RoarGraphIndex::search_scored(ConstMatrixView<float> queries,
+                                                  const SearchParams& params,
+                                                  int min_scored) const {
   const int64_t n = size(), d = keys_.cols();
   RETROKV_CHECK(n > 0, "index: empty (build or load it first)");
   RETROKV_CHECK(queries.cols == d, "queries: expected d = ", d, ", got ", queries.cols);
@@ -536,6 +554,7 @@ inline SearchResult RoarGraphIndex::search(ConstMatrixView<float> queries,
                 params.n_warm_start);
   RETROKV_CHECK(params.n_warm_start == 0 || params.warm_start != nullptr,
                 "params.warm_start: null pointer for n_warm_start = ", params.n_warm_start);
+  RETROKV_CHECK(min_scored >= -1, "min_scored: expected >= -1, got ", min_scored);
   const int g = static_cast<int>(queries.rows);
   // Contiguous copy of the group (the view may be strided) and a NaN check.
   std::vector<float> q(static_cast<size_t>(g * d));
@@ -561,15 +580,61 @@ inline SearchResult RoarGraphIndex::search(ConstMatrixView<float> queries,
   auto nb = [this](int32_t u) {
     return std::pair<const int32_t*, int>(neighbours(u), out_degree(u));
   };
-  std::vector<ScoredId> res =
-      detail::beam_search(keys_.data(), n, d, q.data(), g, seeds.data(),
-                          static_cast<int>(seeds.size()), ef, nb, &out.keys_scanned, nullptr, k);
+  std::vector<ScoredId> res = detail::beam_search(keys_.data(), n, d, q.data(), g, seeds.data(),
+                                                  static_cast<int>(seeds.size()), ef, nb,
+                                                  &out.keys_scanned, nullptr, k, min_scored);
   if (static_cast<int>(res.size()) > k) res.resize(static_cast<size_t>(k));
   out.ids.resize(res.size());
   out.scores.resize(res.size());
   for (size_t i = 0; i < res.size(); ++i) {
     out.ids[i] = res[i].id;
     out.scores[i] = res[i].score;
+  }
+  return out;
+}
+
+inline std::vector<SearchResult> RoarGraphIndex::search_heads(ConstMatrixView<float> queries,
+                                                              const SearchParams& params) const {
+  const int64_t n = size(), d = keys_.cols();
+  RETROKV_CHECK(n > 0, "index: empty (build or load it first)");
+  RETROKV_CHECK(queries.cols == d, "queries: expected d = ", d, ", got ", queries.cols);
+  RETROKV_CHECK(queries.rows >= 1 && queries.rows <= 1024,
+                "queries: expected 1..1024 rows (one GQA group), got ", queries.rows);
+  RETROKV_CHECK(params.k >= 1, "params.k: expected >= 1, got ", params.k);
+  RETROKV_CHECK(params.ef >= 0, "params.ef: expected >= 0, got ", params.ef);
+  RETROKV_CHECK(params.n_warm_start >= 0, "params.n_warm_start: expected >= 0, got ",
+                params.n_warm_start);
+  RETROKV_CHECK(params.n_warm_start == 0 || params.warm_start != nullptr,
+                "params.warm_start: null pointer for n_warm_start = ", params.n_warm_start);
+  const int g = static_cast<int>(queries.rows);
+  std::vector<float> q(static_cast<size_t>(g * d));
+  for (int h = 0; h < g; ++h) {
+    for (int64_t j = 0; j < d; ++j) {
+      const float v = queries(h, j);
+      RETROKV_CHECK(!std::isnan(v), "queries: expected no NaN, got NaN at (", h, ", ", j, ")");
+      q[h * d + j] = v;
+    }
+  }
+  std::vector<int32_t> seeds(entry_points_);
+  for (int i = 0; i < params.n_warm_start; ++i) {
+    const int32_t w = params.warm_start[i];
+    RETROKV_CHECK(w >= 0 && w < n, "params.warm_start: expected ids in [0, ", n, "), got ", w,
+                  " at ", i);
+    seeds.push_back(w);
+  }
+  const int k = static_cast<int>(std::min<int64_t>(params.k, n));
+  const int ef = params.ef > 0 ? params.ef : params_.ef;
+  auto nb = [this](int32_t u) {
+    return std::pair<const int32_t*, int>(neighbours(u), out_degree(u));
+  };
+  std::vector<SearchResult> out(static_cast<size_t>(g));
+  const std::vector<std::vector<ScoredId>> res =
+      detail::beam_search_heads(keys_.data(), n, d, q.data(), g, seeds.data(),
+                                static_cast<int>(seeds.size()), ef, k, nb, &out[0].keys_scanned);
+  for (int h = 0; h < g; ++h) {
+    out[h].ids = ids_of(res[h]);
+    out[h].scores.resize(res[h].size());
+    for (size_t i = 0; i < res[h].size(); ++i) out[h].scores[i] = res[h][i].score;
   }
   return out;
 }

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <memory>
 #include <numeric>
@@ -29,6 +30,13 @@ struct HeadIndex {
   std::vector<float> quest_keys;  // (indexed, d) float copy the QuestIndex views
   std::unique_ptr<QuestIndex> quest;
   std::unique_ptr<WaveIndex> wave;
+  /// RoarGraph warm start (PolicyParams::roar_warm_start): per query head (one for a group
+  /// search) the previous step's best index ids. Only a hint: ids stay valid after insert() (it
+  /// only appends), and roar_warm_of records which index they came from so a rebuilt or loaded
+  /// index starts cold. Mutable because selection is logically const; calls on one HeadIndex are
+  /// serialized by the store (one (sequence, layer) at a time).
+  mutable std::vector<std::vector<int32_t>> roar_warm;
+  mutable const RoarGraphIndex* roar_warm_of = nullptr;
 };
 
 /// Host bytes an index over n_indexed positions (wave: n_tokens positions) may hold: an upper
@@ -154,7 +162,10 @@ inline std::vector<int32_t> round_robin_union(const std::vector<std::vector<int3
 
 /// Positions a GQA group qg (g, d) reads exactly from the indexed part [n_sink, end): at most
 /// `budget` ids (all of them, without a search, when budget >= end - n_sink). Each query head
-/// ranks its own top `budget` tokens; the group takes them round-robin by rank.
+/// ranks its own top tokens; the group takes them round-robin by rank. RoarGraph searches as
+/// PolicyParams::roar_group_mode says (default: the g heads' searches share visited keys and
+/// scoring, beam roar_ef, seeded with the previous step's ids kept in `hi`); quest scores the
+/// group's page bounds in one pass.
 template <typename T>
 std::vector<int32_t> select_tokens(const HeadIndex& hi, Policy policy, const PolicyParams& pp,
                                    ConstMatrixView<float> qg, ConstMatrixView<T> K, int64_t n_sink,
@@ -179,18 +190,60 @@ std::vector<int32_t> select_tokens(const HeadIndex& hi, Policy policy, const Pol
     *keys_scanned += m;
     return round_robin_union(lists, budget);
   }
-  SearchParams sp;
-  sp.k = static_cast<int>(budget);
-  sp.ef = pp.roar_ef;
-  for (int64_t h = 0; h < g; ++h) {
-    const ConstMatrixView<float> qh = qg.slice_rows(h, 1);
-    SearchResult r;
-    if (policy == Policy::kRoarGraph && hi.roar) r = hi.roar->search(qh, sp);
-    if (policy == Policy::kQuest && hi.quest) r = hi.quest->search(qh, sp);
-    for (int32_t id : r.ids) lists[h].push_back(static_cast<int32_t>(id + n_sink));
-    *keys_scanned += r.keys_scanned;
+  if (policy == Policy::kRoarGraph && hi.roar && hi.roar->size() > 0) {
+    const RoarGraphIndex& idx = *hi.roar;
+    const int mode = pp.roar_group_mode;
+    const int searches = mode == 0 ? static_cast<int>(g) : 1;
+    const int n_warm = mode == 1 ? 1 : static_cast<int>(g);
+    if (hi.roar_warm_of != &idx || static_cast<int>(hi.roar_warm.size()) != n_warm) {
+      hi.roar_warm.assign(static_cast<size_t>(n_warm), {});
+      hi.roar_warm_of = &idx;
+    }
+    for (std::vector<int32_t>& w : hi.roar_warm)
+      std::erase_if(w, [&](int32_t id) { return id < 0 || id >= idx.size(); });
+    SearchParams sp;
+    sp.k = mode == 1 ? static_cast<int>(budget)
+                     : std::max(1, static_cast<int>(std::ceil(
+                                       pp.roar_head_k_frac * static_cast<double>(budget) - 1e-9)));
+    sp.ef = pp.roar_ef;
+    std::vector<int32_t> seeds;  // mode 2: every head's warm ids seed the one shared search
+    if (mode == 2)
+      for (const std::vector<int32_t>& w : hi.roar_warm)
+        seeds.insert(seeds.end(), w.begin(), w.end());
+    std::vector<SearchResult> results;
+    if (mode == 2) {
+      sp.warm_start = seeds.data();
+      sp.n_warm_start = static_cast<int>(seeds.size());
+      results = idx.search_heads(qg, sp);
+    } else {
+      for (int s = 0; s < searches; ++s) {
+        sp.warm_start = hi.roar_warm[s].data();
+        sp.n_warm_start = static_cast<int>(hi.roar_warm[s].size());
+        results.push_back(
+            idx.search_scored(mode == 1 ? qg : qg.slice_rows(s, 1), sp, pp.roar_min_scored));
+      }
+    }
+    lists.assign(results.size(), {});
+    for (size_t s = 0; s < results.size(); ++s) {
+      const SearchResult& r = results[s];
+      for (int32_t id : r.ids)
+        if (id < m) lists[s].push_back(static_cast<int32_t>(id + n_sink));
+      *keys_scanned += r.keys_scanned;
+      if (s < hi.roar_warm.size())
+        hi.roar_warm[s].assign(r.ids.begin(),
+                               r.ids.begin() + std::min<size_t>(r.ids.size(), pp.roar_warm_start));
+    }
+    return round_robin_union(lists, budget);
   }
-  return round_robin_union(lists, budget);
+  if (policy == Policy::kQuest && hi.quest) {
+    // The same per-head lists as g calls of search(), sharing one pass over the page bounds.
+    const std::vector<SearchResult> rs = hi.quest->search_heads(qg, static_cast<int>(budget));
+    for (int64_t h = 0; h < g; ++h)
+      for (int32_t id : rs[h].ids) lists[h].push_back(static_cast<int32_t>(id + n_sink));
+    *keys_scanned += rs[0].keys_scanned;
+    return round_robin_union(lists, budget);
+  }
+  return ids;  // no index (yet): nothing selected, the steady zone is all that is read
 }
 
 }  // namespace retrokv::detail

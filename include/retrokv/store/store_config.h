@@ -79,10 +79,35 @@ struct PolicyParams {
   /// zone, +1.2 points of exact share for the same agreement (docs/results.md, issue 7).
   int64_t update_interval = 64;
   int quest_page_size = 16;  ///< tokens per page of the quest policy
-  /// RoarGraph search beam. 0: max(the index's ef, budget). A value below the budget is a
-  /// narrow beam: the search still returns the budget's top tokens among every key it scored
-  /// (fewer keys scanned, lower recall; docs/results.md, issue 4).
-  int roar_ef = 0;
+  /// RoarGraph search beam. 0: the index's ef (per-head mode: max(the index's ef, k)). A value
+  /// below the budget is a narrow beam: the search still returns the budget's top tokens among
+  /// every key it scored (fewer keys scanned, lower recall; docs/results.md, issue 4).
+  /// Default 96 with the shared per-head search below (roar_group_mode 2, warm start 64): on the
+  /// SmolLM2 traces (12 KV heads, 128 decode steps, 7.6K keys, budget 3%, bench/bench_select.cpp)
+  /// its selection overlaps flat_topk's by 0.968 scoring 1592 keys per GQA group step (20.8% of
+  /// the keys), where the old per-head k = budget search overlapped by 0.989 scoring 5448 (71%);
+  /// ef 64: 0.936 / 1228 keys, ef 128: 0.980 / 1890 keys.
+  int roar_ef = 96;
+  /// RoarGraph selection of a GQA group (detail::select_tokens): per query head k =
+  /// ceil(roar_head_k_frac * budget) (1: every head ranks the whole budget), the g lists merged
+  /// round-robin by rank into the budget.
+  double roar_head_k_frac = 1.0;
+  /// Keys a per-head search scores at least before it may stop (-1: its k, RoarGraphIndex::
+  /// search's floor; lower lets a converged narrow beam stop early, the merge fills the budget
+  /// from the other heads' lists).
+  int roar_min_scored = -1;
+  /// How a GQA group searches the graph: 0 = one search per query head (each with k above);
+  /// 1 = one search of the whole group (score = max over heads, k = budget); 2 = the g per-head
+  /// searches run together, sharing visited keys and scoring (RoarGraphIndex::search_heads).
+  /// Default 2: g separate searches re-score the keys the heads share (per-head ef 128: 3730
+  /// keys per group step at overlap 0.972 with flat_topk; shared at ef 96: 1592 at 0.968); one
+  /// max-over-heads search ranks by the loudest head and overlaps by only 0.76 at k = budget.
+  int roar_group_mode = 2;
+  /// Seeds each search with up to this many of the previous step's best ids of the same query
+  /// head (0: entry points only). A hint kept in the HeadIndex; a new or loaded index starts cold.
+  /// Default 64: -0.7% keys scored and +0.003 overlap at ef 96 (bench_select); cheap, it only
+  /// adds seeds.
+  int roar_warm_start = 64;
   /// RoarGraph build parameters (threads is overridden by StoreConfig::threads).
   RoarGraphParams roar = default_store_roar_params();
   /// Wave index parameters. n_sink, n_local, update_interval and the retrieval budget are
@@ -156,6 +181,14 @@ struct StoreConfig {
     RETROKV_CHECK(p.quest_page_size >= 1, "config.params.quest_page_size: expected >= 1, got ",
                   p.quest_page_size);
     RETROKV_CHECK(p.roar_ef >= 0, "config.params.roar_ef: expected >= 0, got ", p.roar_ef);
+    RETROKV_CHECK(p.roar_head_k_frac > 0.0 && p.roar_head_k_frac <= 1.0,
+                  "config.params.roar_head_k_frac: expected in (0, 1], got ", p.roar_head_k_frac);
+    RETROKV_CHECK(p.roar_min_scored >= -1, "config.params.roar_min_scored: expected >= -1, got ",
+                  p.roar_min_scored);
+    RETROKV_CHECK(p.roar_group_mode >= 0 && p.roar_group_mode <= 2,
+                  "config.params.roar_group_mode: expected 0, 1 or 2, got ", p.roar_group_mode);
+    RETROKV_CHECK(p.roar_warm_start >= 0, "config.params.roar_warm_start: expected >= 0, got ",
+                  p.roar_warm_start);
     RETROKV_CHECK(p.roar.k_train >= 1 && p.roar.M >= 1 && p.roar.L >= 1 && p.roar.ef >= 1 &&
                       p.roar.n_entry_points >= 1 && p.roar.max_train_queries >= 0,
                   "config.params.roar: expected k_train, M, L, ef, n_entry_points >= 1 and ",
