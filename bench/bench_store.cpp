@@ -28,6 +28,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <ctime>
 #include <filesystem>
 #include <map>
 #include <memory>
@@ -217,6 +218,183 @@ void BM_StoreAttend(benchmark::State& state, int shape_id, int64_t n, Policy p) 
   state.counters["build_s"] = build_s;
 }
 
+// ---- model-sized mode ------------------------------------------------------------------------
+// The decode loop of a whole model: n_layers layers of the SmolLM2-135M shape (9 query heads, 3
+// KV heads, d = 64), each prefilled with its own synthetic 8K-token cache; one iteration is one
+// token: for every layer in turn, stream that layer's share of the model weights (untimed, so
+// the caches are as cold as in the engine), append one (k, v) and attend one query. The working
+// set (~350 MB of KV for full, twice that for wave's reordered copy, plus the weights) is far
+// larger than the last-level cache, so every head step starts cold as in `retrokv-eval e2e`; the
+// isolated one-layer benchmarks above keep one head's data cached between iterations.
+//
+// Counters: attend_us / append_us (median per layer), token_ms (median over tokens of the sum
+// over layers of append + attend, as the e2e's attention_ms_per_token), full_token_ms (the same
+// for the full policy, measured earlier in this process: register full first) and ratio_vs_full;
+// token_cpu_ms, full_token_cpu_ms, ratio_cpu_vs_full: the same in thread CPU time (as the e2e's
+// attention_cpu_ms_per_token). step_us: the policy's own step per head (store stats, mean).
+// Environment: RETROKV_BENCH_MODEL_LAYERS (30), RETROKV_BENCH_MODEL_CONTEXT (8192),
+// RETROKV_BENCH_MODEL_STREAM_MB (weights streamed per token, 80; 0 = none),
+// RETROKV_BENCH_MODEL_POLICIES (e.g. "full,wave"; default full,wave).
+struct ModelLayers {
+  int n_layers = 0;
+  int64_t n = 0;
+  std::vector<Matrix<float>> K, V, q;  // per layer: (n, H*d), (n, H*d), (kQueries, Hq*d)
+  std::vector<float> weights;          // streamed between layers
+};
+
+ModelLayers& model_layers() {
+  static ModelLayers m;
+  if (m.n_layers > 0) return m;
+  const Shape s = kShapes[0];
+  const int H = s.n_kv_heads, g = s.n_q_heads / H, d = s.head_dim;
+  m.n_layers = static_cast<int>(env_int("RETROKV_BENCH_MODEL_LAYERS", 30));
+  m.n = env_int("RETROKV_BENCH_MODEL_CONTEXT", 8192);
+  for (int l = 0; l < m.n_layers; ++l) {
+    Matrix<float> K(m.n, int64_t{H} * d), V(m.n, int64_t{H} * d), q(kQueries, int64_t{H} * g * d);
+    for (int h = 0; h < H; ++h) {
+      const SyntheticAttention a =
+          make_ood_synthetic(m.n, d, 0, int64_t{kQueries} * g, 5000 + 97 * l + 17 * h);
+      for (int64_t i = 0; i < m.n; ++i) {
+        std::copy(a.keys.row(i), a.keys.row(i) + d, K.row(i) + h * d);
+        std::copy(a.values.row(i), a.values.row(i) + d, V.row(i) + h * d);
+      }
+      for (int j = 0; j < g; ++j)
+        for (int64_t i = 0; i < kQueries; ++i)
+          std::copy(a.test_queries.row(j * kQueries + i), a.test_queries.row(j * kQueries + i) + d,
+                    q.row(i) + (h * g + j) * d);
+    }
+    m.K.push_back(std::move(K));
+    m.V.push_back(std::move(V));
+    m.q.push_back(std::move(q));
+  }
+  m.weights.assign(static_cast<size_t>(env_int("RETROKV_BENCH_MODEL_STREAM_MB", 80)) << 18, 1.f);
+  return m;
+}
+
+double thread_cpu_ns() {
+  timespec ts{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return 1e9 * static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec);
+}
+
+std::map<std::string, double>& model_full_ms() {
+  static std::map<std::string, double> m;
+  return m;
+}
+
+void BM_StoreModel(benchmark::State& state, Policy p) {
+  ModelLayers& M = model_layers();
+  const Shape s = kShapes[0];
+  StoreConfig c;
+  c.n_layers = M.n_layers;
+  c.n_q_heads = s.n_q_heads;
+  c.n_kv_heads = s.n_kv_heads;
+  c.head_dim = s.head_dim;
+  c.policy = p;
+  c.threads = static_cast<int>(env_int("RETROKV_BENCH_THREADS", 1));
+  c.async_build = false;
+  c.params.budget_fraction = env_double("RETROKV_BENCH_BUDGET", PolicyParams{}.budget_fraction);
+  KVVectorStore store(c);
+  const SeqId seq = store.add_sequence();
+  const auto tb = Clock::now();
+  for (int l = 0; l < M.n_layers; ++l)
+    store.prefill(seq, l, M.K[l].view(), M.V[l].view(),
+                  ConstMatrixView<float>(nullptr, 0, c.q_width()));
+  store.wait(seq);
+  const double build_s = std::chrono::duration<double>(Clock::now() - tb).count();
+  store.reset_stats();
+  const size_t chunk = M.weights.size() / static_cast<size_t>(M.n_layers);
+  std::vector<float> out(static_cast<size_t>(c.q_width()));
+  std::vector<double> attend_ns, append_ns, token_ns, token_cpu_ns;
+  float sink = 0.f;
+  uint64_t rng = 0x9e3779b97f4a7c15ull;
+  int64_t t = 0;
+  for (auto _ : state) {
+    double tok = 0, cpu = 0;
+    for (int l = 0; l < M.n_layers; ++l) {
+      // The layer's weights pass through the caches (a sum, so it cannot be optimised away).
+      float acc = 0.f;
+      const float* w = M.weights.data() + l * chunk;
+      for (size_t i = 0; i < chunk; i += 16) acc += w[i];
+      sink += acc;
+      // A new position: a copy of a random stored row (keys and values of the same layer).
+      rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+      const int64_t r = static_cast<int64_t>((rng >> 33) % static_cast<uint64_t>(M.n));
+      const double c0 = thread_cpu_ns();
+      const auto t0 = Clock::now();
+      store.append(seq, l, M.K[l].row(r), M.V[l].row(r));
+      const auto t1 = Clock::now();
+      store.attend(seq, l, M.q[l].row(t % kQueries), out.data());
+      const auto t2 = Clock::now();
+      cpu += thread_cpu_ns() - c0;
+      append_ns.push_back(std::chrono::duration<double, std::nano>(t1 - t0).count());
+      attend_ns.push_back(std::chrono::duration<double, std::nano>(t2 - t1).count());
+      tok += std::chrono::duration<double, std::nano>(t2 - t0).count();
+    }
+    token_ns.push_back(tok);
+    token_cpu_ns.push_back(cpu);
+    ++t;
+    benchmark::DoNotOptimize(out.data());
+  }
+  benchmark::DoNotOptimize(sink);
+  auto median = [](std::vector<double>& v) {
+    if (v.empty()) return 0.0;
+    std::sort(v.begin(), v.end());
+    return v[v.size() / 2];
+  };
+  const LayerStats st = store.total_stats();
+  const double token_ms = median(token_ns) * 1e-6;
+  // The mean and the first token include one-time costs the medians skip (the first append
+  // grows every layer's KV rows; the wave index's first update grows its KV copy).
+  double cpu_sum = 0;
+  for (double x : token_cpu_ns) cpu_sum += x;
+  state.counters["token_cpu_mean_ms"] =
+      token_cpu_ns.empty() ? 0.0 : cpu_sum * 1e-6 / static_cast<double>(token_cpu_ns.size());
+  state.counters["first_token_cpu_ms"] = token_cpu_ns.empty() ? 0.0 : token_cpu_ns[0] * 1e-6;
+  const double token_cpu_ms = median(token_cpu_ns) * 1e-6;
+  const std::string key = std::to_string(M.n_layers) + "/" + std::to_string(M.n);
+  if (p == Policy::kFull) {
+    model_full_ms()[key] = token_ms;
+    model_full_ms()[key + "/cpu"] = token_cpu_ms;
+  }
+  const double full_ms = model_full_ms().count(key) ? model_full_ms()[key] : 0.0;
+  const double full_cpu_ms = model_full_ms().count(key) ? model_full_ms()[key + "/cpu"] : 0.0;
+  state.counters["context"] = static_cast<double>(M.n);
+  state.counters["attend_us"] = median(attend_ns) * 1e-3;
+  state.counters["append_us"] = median(append_ns) * 1e-3;
+  state.counters["token_ms"] = token_ms;
+  state.counters["full_token_ms"] = full_ms;
+  state.counters["ratio_vs_full"] = full_ms / std::max(token_ms, 1e-12);
+  // Thread CPU time (as the e2e's attention_cpu_ms_per_token): not inflated when other processes
+  // take the core, which the wall-clock sums above are on a shared machine.
+  state.counters["token_cpu_ms"] = token_cpu_ms;
+  state.counters["full_token_cpu_ms"] = full_cpu_ms;
+  state.counters["ratio_cpu_vs_full"] = full_cpu_ms / std::max(token_cpu_ms, 1e-12);
+  state.counters["exact_frac"] = st.exact_fraction();
+  state.counters["step_us"] =  // the policy's own step per head, from the store's stats
+      st.head_steps ? 1e6 * (st.exact_seconds + st.select_seconds + st.merge_seconds) /
+                          static_cast<double>(st.head_steps)
+                    : 0.0;
+  state.counters["build_s"] = build_s;
+}
+
+void register_model() {
+  const char* v = std::getenv("RETROKV_BENCH_MODEL_POLICIES");
+  std::stringstream ss(v && *v ? v : "full,wave");
+  std::string item;
+  const int64_t layers = env_int("RETROKV_BENCH_MODEL_LAYERS", 30);
+  const int64_t n = env_int("RETROKV_BENCH_MODEL_CONTEXT", 8192);
+  while (std::getline(ss, item, ',')) {
+    if (item.empty()) continue;
+    const Policy p = parse_policy(item);
+    const std::string name = "BM_StoreModel/q9_kv3_d64/L" + std::to_string(layers) + "/" +
+                             std::to_string(n) + "/" + policy_name(p);
+    benchmark::RegisterBenchmark(name.c_str(), [p](benchmark::State& st) { BM_StoreModel(st, p); })
+        ->Unit(benchmark::kMillisecond)
+        ->Iterations(env_int("RETROKV_BENCH_MODEL_TOKENS", 64));
+  }
+}
+
 void register_all() {
   const int64_t roar_max = env_int("RETROKV_BENCH_ROAR_MAX", 32768);
   for (int s = 0; s < 2; ++s) {
@@ -243,6 +421,7 @@ void register_all() {
 int main(int argc, char** argv) {
   benchmark::Initialize(&argc, argv);
   retrokv::register_all();
+  retrokv::register_model();
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
   return 0;

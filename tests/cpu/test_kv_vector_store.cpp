@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <memory>
 #include <random>
 #include <string>
 #include <thread>
@@ -701,6 +702,59 @@ TEST(KVVectorStore, ConfigAndPolicyNames) {
   c.n_kv_heads = 2;
   c.params.budget_fraction = 1.5;
   EXPECT_THROW(KVVectorStore{c}, Error);
+}
+
+// With one thread the store runs the wave policy's KV heads of a sequence as one interleaved
+// batch (WaveIndex::attend_steps); with more, one head per task (WaveIndex::attend). Both paths,
+// for single attends (flat and per-head views), batches and after appends, must give the same
+// bits, LSEs and statistics.
+TEST(KVVectorStore, WaveBatchedHeadsEqualPerHeadSteps) {
+  const LayerData x = make_layer(3000, 3, 3, 64, 6, 12);
+  std::vector<std::unique_ptr<KVVectorStore>> stores;
+  std::vector<SeqId> seq;
+  for (int threads : {1, 2}) {
+    StoreConfig c = make_config(x, Policy::kWave);
+    c.threads = threads;
+    stores.push_back(std::make_unique<KVVectorStore>(c));
+    seq.push_back(stores.back()->add_sequence());
+    stores.back()->prefill(seq.back(), 0, rows(x.K, 0, 2800), rows(x.V, 0, 2800),
+                           rows(x.Q, 0, 2800));
+    stores.back()->append(seq.back(), 0, rows(x.K, 2800, 100), rows(x.V, 2800, 100));
+  }
+  const int qw = stores[0]->config().q_width(), Hq = stores[0]->config().n_q_heads;
+  for (int t = 0; t < 6; ++t) {
+    std::vector<float> o[2], lse[2], oh[2];
+    for (int k = 0; k < 2; ++k) {
+      o[k].assign(qw, 0.f);
+      lse[k].assign(Hq, 0.f);
+      stores[k]->attend(seq[k], 0, x.decode.row(t), o[k].data(), lse[k].data());
+      oh[k].assign(qw, 0.f);
+      stores[k]->attend(seq[k], 0, ConstMatrixView<float>(x.decode.row(t), Hq, x.d),
+                        MatrixView<float>(oh[k].data(), Hq, x.d));
+    }
+    EXPECT_TRUE(bit_equal(o[0], o[1])) << "step " << t;
+    EXPECT_TRUE(bit_equal(lse[0], lse[1])) << "step " << t;
+    EXPECT_TRUE(bit_equal(oh[0], o[0])) << "step " << t;
+    EXPECT_TRUE(bit_equal(oh[1], o[1])) << "step " << t;
+  }
+  const LayerStats a = stores[0]->stats(0), b = stores[1]->stats(0);
+  EXPECT_EQ(a.head_steps, b.head_steps);
+  EXPECT_EQ(a.steady_tokens, b.steady_tokens);
+  EXPECT_EQ(a.selected_tokens, b.selected_tokens);
+  EXPECT_EQ(a.estimated_tokens, b.estimated_tokens);
+  EXPECT_EQ(a.keys_scanned, b.keys_scanned);
+  EXPECT_GT(a.exact_seconds, 0.0);
+  // A batch of two sequences in the single-thread store equals its single attends.
+  const SeqId other = stores[0]->add_sequence();
+  stores[0]->prefill(other, 0, rows(x.K, 0, 1500), rows(x.V, 0, 1500), rows(x.Q, 0, 1500));
+  Matrix<float> q(2, qw), out(2, qw);
+  std::copy(x.decode.row(0), x.decode.row(0) + qw, q.row(0));
+  std::copy(x.decode.row(1), x.decode.row(1) + qw, q.row(1));
+  stores[0]->attend_batch({seq[0], other}, 0, q.view(), out.view());
+  EXPECT_TRUE(bit_equal(std::vector<float>(out.row(0), out.row(0) + qw),
+                        attend(*stores[0], seq[0], 0, x.decode.row(0))));
+  EXPECT_TRUE(bit_equal(std::vector<float>(out.row(1), out.row(1) + qw),
+                        attend(*stores[0], other, 0, x.decode.row(1))));
 }
 
 }  // namespace

@@ -770,5 +770,125 @@ TEST(WaveIndex, AttendEqualsTripartiteOfSelectedZones) {
   }
 }
 
+// attend() prefetches ahead and computes the estimation zone before the retrieval zone (a
+// decode step in a model starts cold); neither may change a bit of the result. Without an
+// estimation zone attend() must equal, bit for bit, the composition of the public kernels it is
+// made of: exact steady zone (attend_range), exact retrieval clusters in rank order (attend_ids),
+// an empty estimate, merged by merge_states_n. With one, only the estimation zone's summation
+// order may differ (attend() leaves it unordered), so there the bound is float rounding.
+// Cluster counts that are not multiples of the scoring block and of the SIMD row group, and a d
+// with a scalar tail, exercise every path of the blocked centroid scoring.
+TEST(WaveIndex, AttendIsBitIdenticalToZoneKernels) {
+  for (const auto& [n, d] : {std::pair<int64_t, int>{8192, 64}, {3000 + 77, 64}, {2500, 20}}) {
+    const int g = 3;
+    const SyntheticAttention s = make_ood_synthetic(n, d, 0, 4 * g, 31 + d);
+    WaveIndex w(s.keys.view(), s.values.view(), small_params());
+    // Appended tokens: a steady zone longer than the sinks and the local window.
+    w.append(s.keys.view().slice_rows(0, 40), s.values.view().slice_rows(0, 40));
+    const float scale = 1.f / std::sqrt(float(d));
+    for (const double est_frac : {0.0, WaveBudget{}.estimation_frac}) {
+      WaveBudget b;
+      b.estimation_frac = est_frac;
+      for (int i = 0; i < 4; ++i) {
+        auto q = s.test_queries.view().slice_rows(i * g, g);
+        Matrix<float> o(g, d);
+        float lse[g];
+        w.attend(q, scale, o.view(), lse, nullptr, &b);
+        const WaveSelection sel = w.select(q, scale, &b);
+        ASSERT_FALSE(sel.retrieval.empty());
+        ASSERT_EQ(sel.estimation.empty(), est_frac == 0.0);
+        Matrix<float> zs(3 * g, d);
+        std::vector<float> zl(3 * g);
+        cpu::attend_range<float>(q, w.steady_keys(), w.steady_values(), 0,
+                                 int64_t(w.steady_ids().size()), scale,
+                                 MatrixView<float>(zs.row(0), g, d), zl.data());
+        std::vector<int32_t> rows;
+        for (int32_t c : sel.retrieval)
+          for (int64_t p = w.cluster_offsets()[c]; p < w.cluster_offsets()[c + 1]; ++p)
+            rows.push_back(int32_t(p));
+        cpu::attend_ids<float>(q, w.reordered_keys(), w.reordered_values(), rows.data(),
+                               int64_t(rows.size()), scale, MatrixView<float>(zs.row(g), g, d),
+                               zl.data() + g);
+        // Logits of the estimate as attend() scores them (the same row kernel, then * scale).
+        const int64_t n_c = w.n_clusters();
+        std::vector<float> logits(size_t(g) * n_c);
+        cpu::dot_scan<float>(q, w.centroids(), 0, n_c, logits.data());
+        for (float& x : logits) x *= scale;
+        detail::estimate_zone(logits.data(), n_c, g, w.cluster_offsets().data(),
+                              w.value_sums().data, sel.estimation.data(),
+                              int64_t(sel.estimation.size()), d, zs.row(2 * g), zl.data() + 2 * g);
+        for (int h = 0; h < g; ++h) {
+          std::vector<float> merged(size_t(3) * d), want(d);
+          float l[3];
+          for (int z = 0; z < 3; ++z) {
+            std::copy(zs.row(z * g + h), zs.row(z * g + h) + d, merged.data() + z * d);
+            l[z] = zl[z * g + h];
+          }
+          const float want_lse = merge_states_n(merged.data(), l, 3, d, want.data());
+          if (est_frac == 0.0) {
+            EXPECT_EQ(lse[h], want_lse) << "n " << n << " d " << d << " head " << h;
+            for (int t = 0; t < d; ++t)
+              ASSERT_EQ(o(h, t), want[t])
+                  << "n " << n << " d " << d << " head " << h << " dim " << t;
+          } else {
+            EXPECT_NEAR(lse[h], want_lse, 1e-5f * std::max(1.f, std::abs(want_lse)));
+            for (int t = 0; t < d; ++t)
+              ASSERT_NEAR(o(h, t), want[t], 1e-6f + 1e-5f * std::abs(want[t]))
+                  << "n " << n << " d " << d << " head " << h << " dim " << t;
+          }
+        }
+      }
+    }
+  }
+}
+
+// attend_steps interleaves the halves of several steps (more than its in-flight slots, over
+// different indexes and group sizes); every step must equal its own attend() bit for bit, stats
+// included, and a bad step must be rejected before any output is written.
+TEST(WaveIndex, AttendStepsEqualsSeparateAttends) {
+  const int d = 64;
+  std::vector<SyntheticAttention> data;
+  std::vector<WaveIndex> idx;
+  for (int k = 0; k < 3; ++k) {
+    data.push_back(make_ood_synthetic(2500 + 700 * k, d, 0, 12, 40 + k));
+    idx.emplace_back(data[k].keys.view(), data[k].values.view(), small_params());
+  }
+  idx[1].append(data[1].keys.view().slice_rows(0, 30), data[1].values.view().slice_rows(0, 30));
+  const float scale = 0.125f;
+  const int n = 11;  // > the 8 steps attend_steps keeps in flight
+  std::vector<WaveIndex::Step> steps(n);
+  std::vector<Matrix<float>> o(n), want(n);
+  std::vector<std::vector<float>> lse(n), want_lse(n);
+  std::vector<WaveStats> st(n), want_st(n);
+  for (int i = 0; i < n; ++i) {
+    const int k = i % 3, g = 1 + i % 4;
+    auto q = data[k].test_queries.view().slice_rows(i % 3, g);
+    o[i].resize(g, d);
+    want[i].resize(g, d);
+    lse[i].assign(g, 0.f);
+    want_lse[i].assign(g, 0.f);
+    idx[k].attend(q, scale, want[i].view(), want_lse[i].data(), &want_st[i]);
+    steps[i] = {&idx[k], q, o[i].view(), lse[i].data(), &st[i]};
+  }
+  WaveIndex::attend_steps(steps.data(), n, scale);
+  for (int i = 0; i < n; ++i) {
+    for (int64_t h = 0; h < o[i].rows(); ++h) {
+      EXPECT_EQ(lse[i][h], want_lse[i][h]) << "step " << i;
+      for (int t = 0; t < d; ++t) ASSERT_EQ(o[i](h, t), want[i](h, t)) << "step " << i;
+    }
+    EXPECT_EQ(st[i].retrieval_tokens, want_st[i].retrieval_tokens);
+    EXPECT_EQ(st[i].estimation_tokens, want_st[i].estimation_tokens);
+    EXPECT_EQ(st[i].steady_tokens, want_st[i].steady_tokens);
+    EXPECT_EQ(st[i].estimated_remaining_mass, want_st[i].estimated_remaining_mass);
+  }
+  // A null index in the last step: nothing is written to the first step's output.
+  Matrix<float> before = o[0];
+  steps[n - 1].index = nullptr;
+  EXPECT_NE(error_of([&] { WaveIndex::attend_steps(steps.data(), n, scale); }).find("steps:"),
+            std::string::npos);
+  for (int t = 0; t < d; ++t) EXPECT_EQ(o[0](0, t), before(0, t));
+  EXPECT_NO_THROW(WaveIndex::attend_steps(nullptr, 0, scale));
+}
+
 }  // namespace
 }  // namespace retrokv

@@ -20,6 +20,7 @@
 #include "retrokv/core/topk.h"
 #include "retrokv/core/view.h"
 #include "retrokv/cpu/attention.h"
+#include "retrokv/cpu/detail/prefetch.h"
 #include "retrokv/cpu/kmeans.h"
 #include "retrokv/index/token_index.h"
 #include "retrokv/index/wave_attention.h"
@@ -149,71 +150,53 @@ class WaveIndex : public TokenIndex {
   /// budget: the index's default when null. stats (optional) reports the zones chosen.
   void attend(ConstMatrixView<float> q, float scale, MatrixView<float> o, float* lse,
               WaveStats* stats = nullptr, const WaveBudget* budget = nullptr) const {
-    check_queries(q, "q");
+    Step step{this, q, o, lse, stats};
+    attend_steps(&step, 1, scale, budget);
+  }
+
+  /// One decode step of attend_steps: index, GQA group q (g, d), outputs o (g, d) and lse[g],
+  /// optional stats; as the arguments of attend().
+  struct Step {
+    const WaveIndex* index = nullptr;
+    ConstMatrixView<float> q;
+    MatrixView<float> o;
+    float* lse = nullptr;
+    WaveStats* stats = nullptr;
+  };
+
+  /// attend() for n steps (e.g. the KV heads of one layer), interleaved: the first half of every
+  /// step (steady zone, centroid scores, ranking, and the prefetch of its retrieval clusters and
+  /// estimation zone) runs before the second halves (estimate, retrieval, merge), so the zone
+  /// reads of one step are in flight while the others rank, instead of each step waiting on its
+  /// own scattered misses. Each step's result equals its attend() bit for bit. budget: each
+  /// index's default when null. Every step is checked before any runs.
+  static void attend_steps(Step* steps, int n, float scale, const WaveBudget* budget = nullptr) {
+    RETROKV_CHECK(n >= 0, "n: expected >= 0 steps, got ", n);
+    RETROKV_CHECK(n == 0 || steps != nullptr, "steps: null pointer for n = ", n);
     RETROKV_CHECK(std::isfinite(scale) && scale > 0.f, "scale: expected finite > 0, got ", scale);
-    RETROKV_CHECK(o.rows == q.rows && o.cols == d_, "o: expected shape (", q.rows, ", ", d_,
-                  "), got (", o.rows, ", ", o.cols, ")");
-    RETROKV_CHECK(lse != nullptr, "lse: expected a pointer to ", q.rows, " floats, got null");
-    const WaveBudget& b = budget ? *budget : params_.budget;
-    check_budget(b);
-    const int g = static_cast<int>(q.rows);
-    // Every buffer of the step lives in this thread's scratch: no allocation once it has grown.
-    Scratch& ws = scratch();
-    // states: (3, g, d) = steady, retrieval (exact), estimation; lses: (3, g), natural-log.
-    ws.states.resize(static_cast<size_t>(3) * g * d_);
-    ws.lses.resize(static_cast<size_t>(3) * g);
-    float* lses = ws.lses.data();
-    auto state = [&](int z) {
-      return MatrixView<float>(ws.states.data() + static_cast<size_t>(z) * g * d_, g, d_);
-    };
-    // The steady zone's exact LSE also feeds the adaptive budget and the remaining-mass figure.
-    cpu::attend_range<float>(q, steady_keys(), steady_values(), 0,
-                             static_cast<int64_t>(steady_ids_.size()), scale, state(0), lses);
-    score_centroids(q, scale, ws);
-    // Unordered: the estimation zone's order only sets the summation order of its estimate.
-    const Zones sel = select_from_logits(ws.logits.data(), g, b, lses, ws, /*ordered=*/false);
-    // Retrieval zone: whole clusters, each a contiguous run of rows of the reordered copy.
-    ws.rows.resize(static_cast<size_t>(sel.retrieval_tokens));
-    {
-      int32_t* out = ws.rows.data();
-      for (int64_t i = 0; i < sel.n_retrieval; ++i) {
-        const int32_t c = sel.rank[i];
-        for (int64_t p = cluster_offsets_[c]; p < cluster_offsets_[c + 1]; ++p)
-          *out++ = static_cast<int32_t>(p);
+    for (int i = 0; i < n; ++i) {
+      const Step& s = steps[i];
+      RETROKV_CHECK(s.index != nullptr, "steps: step ", i, " has a null index");
+      s.index->check_queries(s.q, "q");
+      RETROKV_CHECK(s.o.rows == s.q.rows && s.o.cols == s.index->d_, "o: expected shape (",
+                    s.q.rows, ", ", s.index->d_, "), got (", s.o.rows, ", ", s.o.cols, ")");
+      RETROKV_CHECK(s.lse != nullptr, "lse: expected a pointer to ", s.q.rows, " floats, got null");
+      check_budget(budget ? *budget : s.index->params_.budget);
+    }
+    // Up to kSlots steps in flight, each with its own scratch.
+    for (int i0 = 0; i0 < n; i0 += kSlots) {
+      const int m = std::min(kSlots, n - i0);
+      Zones sel[kSlots];
+      for (int j = 0; j < m; ++j) {
+        const Step& s = steps[i0 + j];
+        const WaveBudget& b = budget ? *budget : s.index->params_.budget;
+        sel[j] = s.index->begin_step(s.q, scale, b, scratch(j));
       }
-    }
-    cpu::attend_ids<float>(q, reordered_keys(), reordered_values(), ws.rows.data(),
-                           sel.retrieval_tokens, scale, state(1), lses + g);
-    const int64_t n_c = n_clusters();
-    const bool variance = b.estimator == WaveEstimator::kVariance;
-    if (variance) {
-      // (g, d) squared scaled queries for the variance estimator.
-      ws.a2.resize(static_cast<size_t>(g) * d_);
-      for (int h = 0; h < g; ++h)
-        for (int t = 0; t < d_; ++t) ws.a2[h * d_ + t] = (q(h, t) * scale) * (q(h, t) * scale);
-    }
-    detail::estimate_zone(ws.logits.data(), n_c, g, cluster_offsets_.data(), value_sums_.data(),
-                          sel.rank + sel.n_retrieval, sel.n_estimation, d_, state(2).data,
-                          lses + 2 * g, variance ? key_var_.data() : nullptr,
-                          variance ? ws.a2.data() : nullptr, static_cast<float>(b.variance_cap));
-    ws.merged.resize(static_cast<size_t>(3) * d_);
-    for (int h = 0; h < g; ++h) {
-      float l[3];
-      for (int z = 0; z < 3; ++z) {
-        std::copy(state(z).row(h), state(z).row(h) + d_, ws.merged.data() + z * d_);
-        l[z] = lses[z * g + h];
+      for (int j = 0; j < m; ++j) {
+        const Step& s = steps[i0 + j];
+        const WaveBudget& b = budget ? *budget : s.index->params_.budget;
+        s.index->finish_step(s.q, scale, b, sel[j], scratch(j), s.o, s.lse, s.stats);
       }
-      lse[h] = merge_states_n(ws.merged.data(), l, 3, d_, o.row(h));
-    }
-    if (stats) {
-      stats->n_clusters = n_c;
-      stats->steady_tokens = static_cast<int64_t>(steady_ids_.size());
-      stats->retrieval_clusters = sel.n_retrieval;
-      stats->retrieval_tokens = sel.retrieval_tokens;
-      stats->estimation_clusters = sel.n_estimation;
-      stats->estimation_tokens = sel.estimation_tokens;
-      stats->total_tokens = n_tokens_;
-      stats->estimated_remaining_mass = sel.estimated_remaining_mass;
     }
   }
 
@@ -562,6 +545,9 @@ class WaveIndex : public TokenIndex {
     for (int t = 0; t < d_; ++t) key_var_.push_back(static_cast<float>(var[t] / s));
   }
 
+  // Steps attend_steps keeps in flight at once (each holds one scratch).
+  static constexpr int kSlots = 8;
+
   // Per-thread buffers of select/attend/search, reused across calls (a decode step at 8K
   // tokens is tens of microseconds, so a dozen heap allocations per call are a visible share).
   // thread_local keeps concurrent calls on one index independent; nothing here outlives a call.
@@ -577,9 +563,10 @@ class WaveIndex : public TokenIndex {
     std::vector<double> cluster_mass, steady_mass, suffix;
     std::vector<float> states, lses, a2, merged, steady_o, steady_lse;
   };
-  static Scratch& scratch() {
-    thread_local Scratch s;
-    return s;
+  // slot: one scratch per step attend_steps keeps in flight (select/search use slot 0).
+  static Scratch& scratch(int slot = 0) {
+    thread_local Scratch s[kSlots];
+    return s[slot];
   }
 
   // Zones as a view into the scratch ranking: rank[0, n_retrieval) retrieval, the next
@@ -602,6 +589,95 @@ class WaveIndex : public TokenIndex {
     return sel;
   }
 
+  // First half of a decode step (shapes checked): the exact steady zone into ws.states[0] and
+  // ws.lses[0, g), centroid logits, the zones, the retrieval rows in ws.rows; and prefetches of
+  // the retrieval clusters' heads and the estimation zone's value sums.
+  Zones begin_step(ConstMatrixView<float> q, float scale, const WaveBudget& b, Scratch& ws) const {
+    const int g = static_cast<int>(q.rows);
+    // states: (3, g, d) = steady, retrieval (exact), estimation; lses: (3, g), natural-log.
+    ws.states.resize(static_cast<size_t>(3) * g * d_);
+    ws.lses.resize(static_cast<size_t>(3) * g);
+    // In a model every step starts cold (the weights and the other heads pass through the caches
+    // between two steps of this head), so the step asks for its data as soon as the addresses
+    // are known: the head of the centroid stream now, to arrive while the steady zone is
+    // attended; the rest streams ahead of the scoring loop (score_centroids).
+    prefetch_centroids(0, kCentroidLead);
+    // The steady zone's exact LSE also feeds the adaptive budget and the remaining-mass figure.
+    cpu::attend_range<float>(q, steady_keys(), steady_values(), 0,
+                             static_cast<int64_t>(steady_ids_.size()), scale,
+                             MatrixView<float>(ws.states.data(), g, d_), ws.lses.data());
+    score_centroids(q, scale, ws);
+    // Unordered: the estimation zone's order only sets the summation order of its estimate.
+    const Zones sel =
+        select_from_logits(ws.logits.data(), g, b, ws.lses.data(), ws, /*ordered=*/false);
+    // Retrieval zone: whole clusters, each a contiguous run of rows of the reordered copy. The
+    // head of every retrieval cluster and the estimation zone's value sums are requested now, all
+    // at once (dozens of independent misses in flight instead of one cluster after another); the
+    // estimate, which only needs the value sums, runs first in finish_step while the clusters
+    // arrive. The zones are independent states merged afterwards in a fixed order, so the result
+    // is unchanged (bit for bit: test_wave_index.cpp, AttendIsBitIdenticalToZoneKernels).
+    ws.rows.resize(static_cast<size_t>(sel.retrieval_tokens));
+    int32_t* out = ws.rows.data();
+    for (int64_t i = 0; i < sel.n_retrieval; ++i) {
+      const int32_t c = sel.rank[i];
+      const int64_t b0 = cluster_offsets_[c], e0 = cluster_offsets_[c + 1];
+      // The first lines of the cluster's keys and values: enough to start the hardware
+      // prefetcher on each run (asking for every line stalled on the miss buffers instead).
+      const size_t lead =
+          std::min(kClusterLead, static_cast<size_t>((e0 - b0) * d_) * sizeof(float));
+      cpu::detail::prefetch_bytes<3>(keys_.data() + b0 * d_, lead);
+      cpu::detail::prefetch_bytes<3>(values_.data() + b0 * d_, lead);
+      for (int64_t p = b0; p < e0; ++p) *out++ = static_cast<int32_t>(p);
+    }
+    for (int64_t i = 0; i < sel.n_estimation; ++i)
+      cpu::detail::prefetch_bytes<3>(value_sums_.data() + sel.rank[sel.n_retrieval + i] * d_,
+                                     static_cast<size_t>(d_) * sizeof(float));
+    return sel;
+  }
+
+  // Second half: the estimate, the exact retrieval zone, the merge into o, lse, and stats.
+  void finish_step(ConstMatrixView<float> q, float scale, const WaveBudget& b, const Zones& sel,
+                   Scratch& ws, MatrixView<float> o, float* lse, WaveStats* stats) const {
+    const int g = static_cast<int>(q.rows);
+    float* lses = ws.lses.data();
+    auto state = [&](int z) {
+      return MatrixView<float>(ws.states.data() + static_cast<size_t>(z) * g * d_, g, d_);
+    };
+    const int64_t n_c = n_clusters();
+    const bool variance = b.estimator == WaveEstimator::kVariance;
+    if (variance) {
+      // (g, d) squared scaled queries for the variance estimator.
+      ws.a2.resize(static_cast<size_t>(g) * d_);
+      for (int h = 0; h < g; ++h)
+        for (int t = 0; t < d_; ++t) ws.a2[h * d_ + t] = (q(h, t) * scale) * (q(h, t) * scale);
+    }
+    detail::estimate_zone(ws.logits.data(), n_c, g, cluster_offsets_.data(), value_sums_.data(),
+                          sel.rank + sel.n_retrieval, sel.n_estimation, d_, state(2).data,
+                          lses + 2 * g, variance ? key_var_.data() : nullptr,
+                          variance ? ws.a2.data() : nullptr, static_cast<float>(b.variance_cap));
+    cpu::attend_ids<float>(q, reordered_keys(), reordered_values(), ws.rows.data(),
+                           sel.retrieval_tokens, scale, state(1), lses + g);
+    ws.merged.resize(static_cast<size_t>(3) * d_);
+    for (int h = 0; h < g; ++h) {
+      float l[3];
+      for (int z = 0; z < 3; ++z) {
+        std::copy(state(z).row(h), state(z).row(h) + d_, ws.merged.data() + z * d_);
+        l[z] = lses[z * g + h];
+      }
+      lse[h] = merge_states_n(ws.merged.data(), l, 3, d_, o.row(h));
+    }
+    if (stats) {
+      stats->n_clusters = n_c;
+      stats->steady_tokens = static_cast<int64_t>(steady_ids_.size());
+      stats->retrieval_clusters = sel.n_retrieval;
+      stats->retrieval_tokens = sel.retrieval_tokens;
+      stats->estimation_clusters = sel.n_estimation;
+      stats->estimation_tokens = sel.estimation_tokens;
+      stats->total_tokens = n_tokens_;
+      stats->estimated_remaining_mass = sel.estimated_remaining_mass;
+    }
+  }
+
   // ws.logits (g, C) = q.c*scale, row-major. The project's SIMD row kernel streams the centroids
   // once for the whole group; an Eigen GEMM here cost more in packing the (C, d) centroid matrix
   // on every call (and ran at Eigen's compile-time SIMD width) than the g*C*d multiply-adds.
@@ -612,12 +688,33 @@ class WaveIndex : public TokenIndex {
     if (n_c == 0) return;
     const cpu::RowKernels<float> rk = cpu::row_kernels<float>();
     float* out = ws.logits.data();
-    for (int64_t i = 0; i < n_c; i += 1024) {
-      const int nb = static_cast<int>(std::min<int64_t>(1024, n_c - i));
+    // Blocks of kCentroidBlock rows; scoring row i prefetches row i + kCentroidLead (attend()
+    // asked for the first kCentroidLead rows before the steady zone), so the stream stays ahead
+    // of the hardware prefetcher, which starts over at every 4 KB page. Row for row the same
+    // kernel path as one big block (kCentroidBlock is a multiple of every SIMD row group).
+    for (int64_t i = 0; i < n_c; i += kCentroidBlock) {
+      const int nb = static_cast<int>(std::min<int64_t>(kCentroidBlock, n_c - i));
       const cpu::RowSource<float> rows{centroids_.data(), d_, nullptr, i};
-      rk.dot_rows(q.data, q.ld, g, rows, nb, d_, out + i, n_c, rows, 0);
+      const cpu::RowSource<float> ahead{centroids_.data(), d_, nullptr, i + kCentroidLead};
+      const int n_ahead = static_cast<int>(std::clamp<int64_t>(n_c - i - kCentroidLead, 0, nb));
+      rk.dot_rows(q.data, q.ld, g, rows, nb, d_, out + i, n_c, ahead, n_ahead);
     }
     for (size_t i = 0; i < ws.logits.size(); ++i) out[i] *= scale;
+  }
+
+  // Centroid rows prefetched ahead of the scoring, and rows scored per kernel call (see
+  // score_centroids).
+  static constexpr int64_t kCentroidLead = 32;
+  static constexpr int64_t kCentroidBlock = 1024;
+  // Bytes of each retrieval cluster's keys and values requested right after the ranking.
+  static constexpr size_t kClusterLead = 256;
+
+  // Prefetches centroid rows [begin, begin + count) (clipped).
+  void prefetch_centroids(int64_t begin, int64_t count) const {
+    const int64_t end = std::min(n_clusters(), begin + count);
+    if (end > begin)
+      cpu::detail::prefetch_bytes<3>(centroids_.data() + begin * d_,
+                                     static_cast<size_t>((end - begin) * d_) * sizeof(float));
   }
 
   // Exact steady-zone natural-log LSE per head (used by the adaptive budget's total), in
