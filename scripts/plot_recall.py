@@ -2,7 +2,11 @@
 """Plot recall@k vs the fraction of keys scanned (log x), one curve per index, from the JSON
 lines that `retrokv-eval recall` writes (issue 4). Uses the aggregate rows (kv_head "all").
 
-usage: plot_recall.py RESULTS.jsonl OUT.png [--k 100] [--title TEXT]
+usage: plot_recall.py RESULTS.jsonl OUT.png [--k 100] [--title TEXT] [--at 0.95,0.99]
+
+--at prints, per curve, the fraction of keys scanned at each target recall, linearly
+interpolated between the two sweep points (sorted by fraction scanned) that bracket it: the
+figure the docs/results.md tables quote.
 """
 import argparse
 import json
@@ -25,12 +29,27 @@ STYLE = {
 VARIANT_COLORS = ["tab:purple", "tab:orange", "tab:cyan", "tab:pink", "tab:brown", "tab:gray"]
 
 
+def scanned_at(xy, target):
+    """Fraction scanned where the sweep (points by fraction scanned) first reaches `target` recall,
+    linear between the bracketing points; None when it never does."""
+    prev = None
+    for x, y in xy:
+        if y >= target:
+            if prev is None or prev[1] >= y:
+                return x
+            px, py = prev
+            return px + (x - px) * (target - py) / (y - py)
+        prev = (x, y)
+    return None
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("results")
     ap.add_argument("out")
     ap.add_argument("--k", type=int, default=100)
     ap.add_argument("--title", default=None)
+    ap.add_argument("--at", default=None, help="comma-separated target recalls to print")
     a = ap.parse_args()
 
     rows = []
@@ -48,6 +67,14 @@ def main():
     curves = defaultdict(list)
     for r in pts:
         curves[r["index"]].append((r["keys_scanned_frac"], r["recall"]))
+    if a.at:
+        targets = [float(t) for t in a.at.split(",")]
+        for name, xy in sorted(curves.items()):
+            # Sweep order = increasing work: scanned fraction (param order for every index).
+            got = [scanned_at(sorted(xy), t) for t in targets]
+            best = max(y for _, y in xy)
+            cells = [f"{g:.4f}" if g is not None else f"not reached (max {best:.3f})" for g in got]
+            print(f"k={a.k} {name:32s} " + "  ".join(f"@{t}: {c}" for t, c in zip(targets, cells)))
 
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     variants = sorted(n for n in curves if n.startswith("roargraph_"))

@@ -131,9 +131,22 @@ AttentionShape LlamaModel::attention_shape() const {
   s.n_q_heads = config_.n_heads;
   s.n_kv_heads = config_.n_kv_heads;
   s.head_dim = config_.head_dim;
-  s.max_context = config_.context_length;
+  s.max_context = max_context();
   s.scale = 1.0f / std::sqrt(static_cast<float>(config_.head_dim));
   return s;
+}
+
+void LlamaModel::set_max_context(int64_t n) {
+  RETROKV_CHECK(n >= 1, "max_context: expected >= 1, got ", n);
+  max_context_ = n;
+}
+
+void LlamaModel::check_context(int64_t positions, const std::string& what) const {
+  RETROKV_CHECK(positions <= max_context(), what, ": ", positions,
+                " positions exceed the model's context of ", max_context(),
+                max_context() == config_.context_length
+                    ? " (its trained range; opt in with set_max_context / --allow-beyond-context)"
+                    : " (raised with set_max_context)");
 }
 
 void LlamaModel::set_chunk_size(int64_t n) {

@@ -160,6 +160,43 @@ TEST_F(SmolLM2, PerplexityOnGpl3) {
   EXPECT_LT(ppl, kPerplexityBound);
 }
 
+// Substrings of the retrokv::Error that fn throws (fails when it does not throw).
+template <typename Fn>
+void expect_error_mentions(Fn&& fn, const std::vector<std::string>& words) {
+  try {
+    fn();
+    ADD_FAILURE() << "expected retrokv::Error";
+  } catch (const retrokv::Error& e) {
+    for (const std::string& w : words)
+      EXPECT_NE(std::string(e.what()).find(w), std::string::npos) << w << " not in: " << e.what();
+  }
+}
+
+// Running past the trained context (8192 for SmolLM2) is an explicit opt-in (retrokv-trace
+// --allow-beyond-context, the 16K trace of docs/results.md): by default the check refuses 8193
+// positions and names the caller's argument and the opt-in; raised, it moves the cap and the
+// backend shape's max_context with it.
+TEST_F(SmolLM2, ContextBeyondTrainedRangeNeedsOptIn) {
+  eng::LlamaModel& m = loaded_->model;
+  const int64_t trained = m.config().context_length;
+  ASSERT_EQ(trained, 8192);
+  EXPECT_EQ(m.max_context(), trained);
+  EXPECT_EQ(m.attention_shape().max_context, trained);
+  EXPECT_NO_THROW(m.check_context(trained, "--gen"));
+  expect_error_mentions([&] { m.check_context(trained + 1, "--max-tokens + --gen"); },
+                        {"--max-tokens + --gen", "8193", "8192", "--allow-beyond-context"});
+  expect_error_mentions([&] { m.set_max_context(0); }, {"max_context", "got 0"});
+  EXPECT_EQ(m.max_context(), trained);  // a rejected value leaves the cap alone
+
+  m.set_max_context(16384);
+  EXPECT_EQ(m.max_context(), 16384);
+  EXPECT_EQ(m.attention_shape().max_context, 16384);
+  EXPECT_NO_THROW(m.check_context(16384, "--gen"));
+  expect_error_mentions([&] { m.check_context(16385, "--gen"); }, {"--gen", "16385", "16384"});
+  m.set_max_context(trained);  // the model is shared by the suite
+  EXPECT_EQ(m.attention_shape().max_context, trained);
+}
+
 // The backend's prefill (blocked, causal) and decode against reference_attention in double.
 TEST(FullAttentionBackend, MatchesReferenceAttention) {
   eng::AttentionShape s;

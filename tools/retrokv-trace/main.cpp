@@ -75,6 +75,11 @@ int main(int argc, char** argv) {
       ->check(CLI::NonNegativeNumber);
   app.add_option("--gen", n_gen, "greedily generated tokens")->check(CLI::NonNegativeNumber);
   app.add_option("--model", model_path, "GGUF file (default: $RETROKV_MODEL_DIR or models/)");
+  bool beyond_context = false;
+  app.add_flag("--allow-beyond-context", beyond_context,
+               "run past the model's trained context (llama.context_length): positions there were "
+               "never trained, but the keys/queries are still the model's own; meta.json records "
+               "it");
   CLI11_PARSE(app, argc, argv);
 
   try {
@@ -102,8 +107,15 @@ int main(int argc, char** argv) {
     if (max_tokens > 0 && static_cast<int64_t>(ids.size()) > max_tokens) ids.resize(max_tokens);
     RETROKV_CHECK(!ids.empty(), "--text: '", text_path, "' gave no tokens");
     const int64_t n_prompt = static_cast<int64_t>(ids.size());
-    RETROKV_CHECK(n_prompt + n_gen <= cfg.context_length, "--max-tokens + --gen: ", n_prompt, " + ",
-                  n_gen, " exceeds the model's context of ", cfg.context_length);
+    const int64_t n_positions = n_prompt + n_gen;
+    if (beyond_context && n_positions > cfg.context_length) model.set_max_context(n_positions);
+    model.check_context(n_positions, "--max-tokens + --gen (prompt " + std::to_string(n_prompt) +
+                                         " + generated " + std::to_string(n_gen) + ")");
+    if (n_positions > cfg.context_length)
+      std::fprintf(stderr,
+                   "retrokv-trace: WARNING: %lld positions exceed the trained context of %lld "
+                   "(--allow-beyond-context)\n",
+                   static_cast<long long>(n_positions), static_cast<long long>(cfg.context_length));
 
     std::map<std::pair<int, int>, HeadTrace> traces;
     std::vector<char> want_layer(static_cast<std::size_t>(cfg.n_layers), 0);
@@ -179,6 +191,8 @@ int main(int argc, char** argv) {
         {"n_prompt", n_prompt},
         {"n_gen", gen.size()},
         {"n_total", n_total},
+        {"trained_context", cfg.context_length},
+        {"beyond_trained_context", n_total > cfg.context_length},
         {"head_dim", d},
         {"scale", shape.scale},
         {"n_q_heads", cfg.n_heads},

@@ -62,6 +62,18 @@ class LlamaModel {
   /// One token at position backend.size(0): its logits (vocab).
   std::vector<float> decode(int32_t token, AttentionBackend& backend);
 
+  /// Positions the caller may run: config().context_length (the trained range, 8192 for
+  /// SmolLM2) unless set_max_context() raised it. forward()/decode() do not enforce it; callers
+  /// that must stay in range check with check_context() (retrokv-trace does).
+  int64_t max_context() const { return max_context_ > 0 ? max_context_ : config_.context_length; }
+  /// Explicit opt-in to positions beyond the trained context (retrokv-trace
+  /// --allow-beyond-context): RoPE there was never trained, so keys and queries are still the
+  /// model's own but generation quality is not validated. Also sets attention_shape().max_context.
+  /// n >= 1; n = config().context_length restores the default.
+  void set_max_context(int64_t n);
+  /// Throws retrokv::Error naming `what` when `positions` exceed max_context().
+  void check_context(int64_t positions, const std::string& what) const;
+
   void set_qkv_observer(QkvObserver observer) { observer_ = std::move(observer); }
   int64_t chunk_size() const { return chunk_size_; }
   void set_chunk_size(int64_t n);
@@ -87,6 +99,7 @@ class LlamaModel {
   std::vector<double> inv_freq_;  // (rope_dims / 2)
   QkvObserver observer_;
   int64_t chunk_size_ = 512;
+  int64_t max_context_ = 0;  // 0: config_.context_length
   Scratch s_;
 };
 
