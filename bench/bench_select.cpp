@@ -16,13 +16,16 @@
 //   queries, single thread) and is cached as DIR/L{l}_H{h}.roar (default $TMPDIR).
 // Environment: RETROKV_SELECT_ONLY=TEXT keeps the strategies whose name contains TEXT (and the
 // flat_topk reference); RETROKV_SELECT_INSERT=1 instead times RoarGraphIndex::insert of 64
-// decode keys (the store's update interval) into each head's index.
+// decode keys (the store's update interval) into each head's index, against the old rebuild
+// insert, and recall@100 after inserting the last quarter of the keys;
+// RETROKV_SELECT_INSERT_SCALE=n times insert on a synthetic n-key index (no trace read).
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <random>
 #include <regex>
 #include <string>
 #include <vector>
@@ -75,6 +78,38 @@ int main(int argc, char** argv) {
   if (argc < 2) {
     std::fprintf(stderr, "usage: %s TRACE_DIR [--budget F] [--cache DIR] [--heads N]\n", argv[0]);
     return 2;
+  }
+  if (const char* sn = std::getenv("RETROKV_SELECT_INSERT_SCALE")) {
+    // Insert cost against index size on synthetic keys (n Gaussian keys, d 64, 2000 shifted
+    // Gaussian training queries, L 100): 12 inserts of 64 keys, incremental and old rebuild
+    // interleaved. TRACE_DIR is ignored.
+    const int64_t n = std::atoll(sn), d = 64, extra = 64 * 12;
+    std::mt19937_64 rng(5);
+    std::normal_distribution<float> nd;
+    Matrix<float> k(n + extra, d), q(2000, d);
+    for (int64_t i = 0; i < k.rows() * d; ++i) k.data()[i] = nd(rng);
+    for (int64_t i = 0; i < q.rows() * d; ++i) q.data()[i] = nd(rng) + 0.5f;
+    RoarGraphParams rp;
+    rp.show_progress = false;
+    rp.L = 100;
+    RoarGraphIndex a = RoarGraphIndex::build(ConstMatrixView<float>(k.data(), n, d), q.view(), rp);
+    RoarGraphIndex o = RoarGraphIndex::from_bytes(a.to_bytes());
+    std::vector<double> mn, mo;
+    for (int b = 0; b < 12; ++b) {
+      const ConstMatrixView<float> fresh(k.row(n + 64 * b), 64, d);
+      auto t0 = Clock::now();
+      a.insert(fresh);
+      mn.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
+      t0 = Clock::now();
+      o.insert_rebuild(fresh);
+      mo.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
+    }
+    std::printf(
+        "n %lld: median ms per 64-key insert over 12: incremental %.2f, old rebuild %.2f, "
+        "ratio %.2fx; reachable %lld of %lld\n",
+        static_cast<long long>(n), median(mn), median(mo), median(mo) / median(mn),
+        static_cast<long long>(a.count_reachable()), static_cast<long long>(a.size()));
+    return 0;
   }
   const fs::path trace = argv[1];
   double budget_fraction = PolicyParams{}.budget_fraction;
@@ -133,18 +168,104 @@ int main(int argc, char** argv) {
   // Decode-time update cost: RoarGraphIndex::insert of the first two batches of 64 decode keys
   // (the store's update interval) into a copy of each head's index.
   if (std::getenv("RETROKV_SELECT_INSERT")) {
-    std::vector<double> ms;
+    // Same run, interleaved per batch: the incremental insert() and the old full-rebuild one
+    // (insert_rebuild) on two copies of each head's index.
+    std::vector<double> ms_new, ms_old;
     for (Head& h : heads) {
-      RoarGraphIndex copy = RoarGraphIndex::from_bytes(h.roar.roar->to_bytes());
+      const std::vector<uint8_t> image = h.roar.roar->to_bytes();
+      RoarGraphIndex a = RoarGraphIndex::from_bytes(image), o = RoarGraphIndex::from_bytes(image);
       for (int64_t b = 0; b + 64 <= h.steps && b < 128; b += 64) {
         const ConstMatrixView<float> fresh(h.keys.row(h.n_prompt + b), 64, h.keys.cols());
-        const auto t0 = Clock::now();
-        copy.insert(fresh);
-        ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
+        auto t0 = Clock::now();
+        a.insert(fresh);
+        ms_new.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
+        t0 = Clock::now();
+        o.insert_rebuild(fresh);
+        ms_old.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
       }
     }
-    std::printf("insert of 64 keys into a %lld-key index: median %.2f ms over %zu inserts\n",
-                static_cast<long long>(heads[0].n_prompt - n_sink), median(ms), ms.size());
+    // The first insert into a loaded index also pays the capacity doubling of its keys and the
+    // move of each touched (compact) list to slotted room: split first and later inserts.
+    auto every_other = [](const std::vector<double>& v, size_t first) {
+      std::vector<double> out;
+      for (size_t i = first; i < v.size(); i += 2) out.push_back(v[i]);
+      return out;
+    };
+    std::printf(
+        "first insert per index: median %.2f ms (incremental) vs %.2f ms (old); second: "
+        "%.2f ms vs %.2f ms\n",
+        median(every_other(ms_new, 0)), median(every_other(ms_old, 0)),
+        median(every_other(ms_new, 1)), median(every_other(ms_old, 1)));
+    std::printf(
+        "insert of 64 keys into a %lld-key index: median %.2f ms (incremental) vs %.2f ms "
+        "(old rebuild), ratio %.2fx, over %zu inserts each\n",
+        static_cast<long long>(heads[0].n_prompt - n_sink), median(ms_new), median(ms_old),
+        median(ms_old) / std::max(1e-9, median(ms_new)), ms_new.size());
+    // Recall after inserts: build on the first 3/4 of the prompt keys (training queries: the
+    // prefill queries of those positions), insert the rest of the prompt and the decode keys in
+    // batches of 64 with each insert, then recall@100 of every decode query against the exact
+    // top-100 of all keys. RETROKV_SELECT_INSERT_RECALL_HEADS (default 4) heads.
+    const char* rh = std::getenv("RETROKV_SELECT_INSERT_RECALL_HEADS");
+    const size_t n_recall = std::min(heads.size(), static_cast<size_t>(rh ? std::atoi(rh) : 4));
+    std::printf(
+        "| head | keys built | keys inserted | recall@100 incremental | recall@100 old | "
+        "max deg new/old | reachable new/old |\n|---|---|---|---|---|---|---|\n");
+    double sum_new = 0, sum_old = 0;
+    for (size_t i = 0; i < n_recall; ++i) {
+      Head& h = heads[i];
+      const int64_t d = h.keys.cols(), n_all = h.keys.rows(), n_build = h.n_prompt * 3 / 4;
+      const std::vector<int64_t> pshape =
+          load_npy((dirs[i] / "prefill_queries.npy").string()).shape;
+      RETROKV_CHECK(pshape.size() == 3 && pshape[0] == h.g && pshape[1] == h.n_prompt,
+                    "prefill_queries: expected shape (g, n_prompt, d)");
+      const Matrix<float> pre = rows_of(dirs[i] / "prefill_queries.npy");
+      const int64_t per_head = pre.rows() / h.g;  // (g, n_prompt, d), head-major
+      Matrix<float> train(h.g * n_build, d);
+      for (int q = 0; q < h.g; ++q)
+        for (int64_t t = 0; t < n_build; ++t)
+          std::copy(pre.row(q * per_head + t), pre.row(q * per_head + t) + d,
+                    train.row(q * n_build + t));
+      RoarGraphParams rp = base.roar;
+      rp.L = 100;
+      rp.max_train_queries = 8192;
+      rp.show_progress = false;
+      RoarGraphIndex a = RoarGraphIndex::build(ConstMatrixView<float>(h.keys.data(), n_build, d),
+                                               train.view(), rp);
+      RoarGraphIndex o = RoarGraphIndex::from_bytes(a.to_bytes());
+      for (int64_t s = n_build; s < n_all; s += 64) {
+        const ConstMatrixView<float> fresh(h.keys.row(s), std::min<int64_t>(64, n_all - s), d);
+        a.insert(fresh);
+        o.insert_rebuild(fresh);
+      }
+      auto recall = [&](const RoarGraphIndex& g) {
+        double hit = 0;
+        for (int64_t r = 0; r < h.decode.rows(); ++r) {
+          const ConstMatrixView<float> q(h.decode.row(r), 1, d);
+          std::vector<ScoredId> exact;
+          for (int64_t j = 0; j < n_all; ++j)
+            exact.push_back({detail::roar_dot(q.data, h.keys.row(j), d), static_cast<int32_t>(j)});
+          std::partial_sort(exact.begin(), exact.begin() + 100, exact.end(), better);
+          SearchParams sp;
+          sp.k = 100;
+          const SearchResult res = g.search(q, sp);
+          std::vector<int32_t> got = res.ids;
+          std::sort(got.begin(), got.end());
+          for (int j = 0; j < 100; ++j)
+            hit += std::binary_search(got.begin(), got.end(), exact[j].id);
+        }
+        return hit / (100.0 * h.decode.rows());
+      };
+      const double rn = recall(a), ro = recall(o);
+      sum_new += rn;
+      sum_old += ro;
+      std::printf("| %s | %lld | %lld | %.4f | %.4f | %d/%d | %lld/%lld of %lld |\n",
+                  h.name.c_str(), static_cast<long long>(n_build),
+                  static_cast<long long>(n_all - n_build), rn, ro, a.stats().max_out_degree,
+                  o.stats().max_out_degree, static_cast<long long>(a.count_reachable()),
+                  static_cast<long long>(o.count_reachable()), static_cast<long long>(n_all));
+    }
+    if (n_recall)
+      std::printf("| mean | | | %.4f | %.4f | | |\n", sum_new / n_recall, sum_old / n_recall);
     return 0;
   }
 

@@ -1,7 +1,7 @@
 // RoarGraph: the attention-aware graph index of RetrievalAttention (arXiv 2409.10516 section 4,
 // DESIGN.md section 3). Built from the prompt's own queries so that a search from a decode query,
 // which is out of distribution for the keys, still navigates well. Deterministic parallel build,
-// compact CSR adjacency, batched insertion, checksummed save/load.
+// CSR adjacency with per-list slack for incremental insertion, checksummed save/load.
 #pragma once
 
 #include <omp.h>
@@ -97,7 +97,7 @@ class RoarGraphIndex : public TokenIndex {
                               const RoarGraphParams& params = {});
 
   std::string name() const override { return "roargraph"; }
-  int64_t size() const override { return keys_.rows(); }
+  int64_t size() const override { return n_; }
   int dim() const override { return static_cast<int>(keys_.cols()); }
 
   /// queries: (g, d). Returns the best min(k, n) keys scored by a beam search from the entry
@@ -125,21 +125,33 @@ class RoarGraphIndex : public TokenIndex {
                                          const SearchParams& params) const;
 
   /// Adds new keys (b, d) with ids size() .. size() + b - 1, keeping out-degree <= 2M and every
-  /// key reachable from the entry point. Deterministic like build().
+  /// key reachable from the entry point. Deterministic like build(). Cost proportional to b (and
+  /// the new keys' neighbourhoods), not to size(): keys and adjacency grow by capacity doubling,
+  /// reverse edges touch only the new keys' neighbours, and reachability holds by construction
+  /// (every key keeps a spanning-tree in-edge from the entry point that pruning never removes).
+  /// The tree is not saved: load() rebuilds it by BFS, so inserts after a save/load may differ
+  /// from the same inserts without one (each sequence is deterministic, for any thread count).
+  /// Not exception-safe: an allocation failure midway leaves the index unusable.
   void insert(ConstMatrixView<float> new_keys);
 
-  /// CSR adjacency (offsets, neighbours) plus entry points; keys are not counted.
+  /// The insert() before it was incremental (copies every key, rebuilds the adjacency and floods
+  /// the whole graph per call): kept only so benchmarks and tests can compare against it.
+  void insert_rebuild(ConstMatrixView<float> new_keys);
+
+  /// Adjacency (slot starts, degrees, slot capacities, spanning-tree parents, neighbour slots)
+  /// plus entry points; keys are not counted.
   int64_t memory_bytes() const override {
-    return static_cast<int64_t>(offsets_.size() * sizeof(int64_t) +
-                                neighbours_.size() * sizeof(int32_t) +
-                                entry_points_.size() * sizeof(int32_t));
+    return static_cast<int64_t>(
+        start_.size() * sizeof(int64_t) +
+        (degree_.size() + slots_.size() + parent_.size()) * sizeof(int32_t) +
+        neighbours_.size() * sizeof(int32_t) + entry_points_.size() * sizeof(int32_t));
   }
   const RoarGraphStats& stats() const { return stats_; }
   const RoarGraphParams& params() const { return params_; }
   const std::vector<int32_t>& entry_points() const { return entry_points_; }
-  int out_degree(int32_t v) const { return static_cast<int>(offsets_[v + 1] - offsets_[v]); }
-  const int32_t* neighbours(int32_t v) const { return neighbours_.data() + offsets_[v]; }
-  ConstMatrixView<float> keys() const { return keys_.view(); }
+  int out_degree(int32_t v) const { return degree_[v]; }
+  const int32_t* neighbours(int32_t v) const { return neighbours_.data() + start_[v]; }
+  ConstMatrixView<float> keys() const { return ConstMatrixView<float>(keys_.data(), n_, dim()); }
 
   /// Number of keys reachable from entry_points()[0] along out-edges.
   int64_t count_reachable() const;
@@ -174,17 +186,35 @@ class RoarGraphIndex : public TokenIndex {
       out[i] = detail::roar_dot(keys_.row(i), keys_.row(i), keys_.cols());
     return out;
   }
+  const float* occlusion_norms() const { return params_.occlusion_l2 ? norms_.data() : nullptr; }
+  /// Compact layout (slot capacity = degree) of lists.
   void to_csr(const Lists& lists);
   Lists to_lists() const;
+  /// Spanning tree of the out-edges by BFS from entry_points_[0] (neighbour order, so it is a
+  /// function of the graph alone: a loaded index gets the tree the saved one had).
+  void build_tree();
+  /// Appends keys (b, d) to keys_ (capacity doubling) and their squared norms; sets n_.
+  void append_keys(ConstMatrixView<float> new_keys);
+  /// Appends w to v's list, moving v's slots to the end of neighbours_ with room for 2M when full.
+  void push_edge(int32_t v, int32_t w);
+  /// Makes t -> v an edge if t has room or if v survives occlusion pruning of t's list plus v
+  /// (tree edges are always kept). Returns whether t -> v is an edge afterwards.
+  bool add_reverse_edge(int32_t t, int32_t v, bool force);
   /// Links every key not reachable from entry_points_[0]; returns the number of links added.
   int64_t repair_connectivity(Lists& lists) const;
   BinaryWriter serialize() const;
   static RoarGraphIndex deserialize(BinaryReader& r);
 
   RoarGraphParams params_;
-  Matrix<float> keys_;
-  std::vector<int64_t> offsets_;     // (n + 1): CSR row starts
-  std::vector<int32_t> neighbours_;  // (edges)
+  int64_t n_ = 0;
+  Matrix<float> keys_;                // (capacity >= n, d): rows n.. are spare room for insert()
+  std::vector<float> norms_;          // (n): squared key norms
+  std::vector<int64_t> start_;        // (n): first slot of each list in neighbours_
+  std::vector<int32_t> degree_;       // (n): out-degree
+  std::vector<int32_t> slots_;        // (n): slots reserved at start_ (>= degree)
+  std::vector<int32_t> parent_;       // (n): spanning-tree parent (-1: root or unreachable)
+  std::vector<int64_t> degree_hist_;  // (2M + 1): keys per out-degree, for an exact max in O(M)
+  std::vector<int32_t> neighbours_;   // slots; after inserts also spare and abandoned slots
   std::vector<int32_t> entry_points_;
   RoarGraphStats stats_;
 };
@@ -264,12 +294,13 @@ inline RoarGraphIndex RoarGraphIndex::build(ConstMatrixView<float> keys,
   idx.params_ = params;
   const int64_t n = keys.rows, d = keys.cols;
   idx.keys_.resize(n, d);
+  idx.n_ = n;
   for (int64_t i = 0; i < n; ++i) std::copy(keys.row(i), keys.row(i) + d, idx.keys_.row(i));
   const float* kd = idx.keys_.data();
   const int threads = idx.threads();
   const int M = params.M;
-  const std::vector<float> norms = idx.sq_norms();
-  const float* nrm = params.occlusion_l2 ? norms.data() : nullptr;
+  idx.norms_ = idx.sq_norms();
+  const float* nrm = idx.occlusion_norms();
 
   // 1. Exact top-k_train keys of every (selected) training query.
   const std::vector<int64_t> rows = detail::roar_train_rows(train_queries.rows, params);
@@ -414,6 +445,7 @@ inline RoarGraphIndex RoarGraphIndex::build(ConstMatrixView<float> keys,
   t0 = std::chrono::steady_clock::now();
   idx.stats_.repair_links = idx.repair_connectivity(lists);
   idx.to_csr(lists);
+  idx.build_tree();
   idx.stats_.repair_seconds = detail::seconds_since(t0);
   idx.stats_.build_seconds = detail::seconds_since(t_build);
   return idx;
@@ -421,18 +453,26 @@ inline RoarGraphIndex RoarGraphIndex::build(ConstMatrixView<float> keys,
 
 inline void RoarGraphIndex::to_csr(const Lists& lists) {
   const int64_t n = static_cast<int64_t>(lists.size());
-  offsets_.assign(static_cast<size_t>(n) + 1, 0);
-  for (int64_t v = 0; v < n; ++v) offsets_[v + 1] = offsets_[v] + lists[v].size();
-  neighbours_.resize(static_cast<size_t>(offsets_[n]));
+  start_.assign(static_cast<size_t>(n), 0);
+  degree_.assign(static_cast<size_t>(n), 0);
+  int64_t edges = 0;
   int max_deg = 0;
   for (int64_t v = 0; v < n; ++v) {
-    std::copy(lists[v].begin(), lists[v].end(), neighbours_.begin() + offsets_[v]);
-    max_deg = std::max(max_deg, static_cast<int>(lists[v].size()));
+    start_[v] = edges;
+    degree_[v] = static_cast<int32_t>(lists[v].size());
+    edges += degree_[v];
+    max_deg = std::max(max_deg, degree_[v]);
   }
+  slots_ = degree_;
+  degree_hist_.assign(static_cast<size_t>(std::max(max_deg, max_degree())) + 1, 0);
+  for (int64_t v = 0; v < n; ++v) ++degree_hist_[degree_[v]];
+  neighbours_.resize(static_cast<size_t>(edges));
+  for (int64_t v = 0; v < n; ++v)
+    std::copy(lists[v].begin(), lists[v].end(), neighbours_.begin() + start_[v]);
   stats_.n = n;
   stats_.d = dim();
-  stats_.edges = offsets_[n];
-  stats_.mean_out_degree = n ? static_cast<double>(offsets_[n]) / n : 0.0;
+  stats_.edges = edges;
+  stats_.mean_out_degree = n ? static_cast<double>(edges) / n : 0.0;
   stats_.max_out_degree = max_deg;
 }
 
@@ -440,9 +480,107 @@ inline RoarGraphIndex::Lists RoarGraphIndex::to_lists() const {
   const int64_t n = size();
   Lists lists(static_cast<size_t>(n));
   for (int64_t v = 0; v < n; ++v) {
-    lists[v].assign(neighbours_.begin() + offsets_[v], neighbours_.begin() + offsets_[v + 1]);
+    const int32_t* a = neighbours(static_cast<int32_t>(v));
+    lists[v].assign(a, a + out_degree(static_cast<int32_t>(v)));
   }
   return lists;
+}
+
+inline void RoarGraphIndex::build_tree() {
+  const int64_t n = size();
+  parent_.assign(static_cast<size_t>(n), -1);
+  std::vector<uint8_t> seen(static_cast<size_t>(n), 0);
+  std::vector<int32_t> queue{entry_points_[0]};
+  seen[entry_points_[0]] = 1;
+  for (size_t head = 0; head < queue.size(); ++head) {
+    const int32_t u = queue[head];
+    const int32_t* a = neighbours(u);
+    for (int e = 0; e < out_degree(u); ++e) {
+      if (seen[a[e]]) continue;
+      seen[a[e]] = 1;
+      parent_[a[e]] = u;
+      queue.push_back(a[e]);
+    }
+  }
+}
+
+inline void RoarGraphIndex::append_keys(ConstMatrixView<float> new_keys) {
+  const int64_t n0 = size(), d = dim(), n = n0 + new_keys.rows;
+  if (keys_.rows() < n) {
+    Matrix<float> grown(std::max(n, 2 * keys_.rows()), d);
+    std::copy(keys_.data(), keys_.data() + n0 * d, grown.data());
+    keys_ = std::move(grown);
+  }
+  for (int64_t i = 0; i < new_keys.rows; ++i)
+    std::copy(new_keys.row(i), new_keys.row(i) + d, keys_.row(n0 + i));
+  norms_.resize(static_cast<size_t>(n));
+  for (int64_t i = n0; i < n; ++i) norms_[i] = detail::roar_dot(keys_.row(i), keys_.row(i), d);
+  n_ = n;
+}
+
+inline void RoarGraphIndex::push_edge(int32_t v, int32_t w) {
+  if (degree_[v] == slots_[v]) {
+    // Move the list to fresh slots with room for the bound: a list moves at most once, so the
+    // abandoned slots total at most the edges the index had when it was built or loaded.
+    const int64_t at = static_cast<int64_t>(neighbours_.size());
+    neighbours_.resize(static_cast<size_t>(at + max_degree()));
+    std::copy(neighbours_.begin() + start_[v], neighbours_.begin() + start_[v] + degree_[v],
+              neighbours_.begin() + at);
+    start_[v] = at;
+    slots_[v] = max_degree();
+  }
+  --degree_hist_[degree_[v]];
+  neighbours_[start_[v] + degree_[v]++] = w;
+  ++degree_hist_[degree_[v]];
+  ++stats_.edges;
+}
+
+inline bool RoarGraphIndex::add_reverse_edge(int32_t t, int32_t v, bool force) {
+  int32_t* a = neighbours_.data() + start_[t];
+  const int deg = degree_[t];
+  if (std::find(a, a + deg, v) != a + deg) return true;
+  if (deg < max_degree()) {
+    push_edge(t, v);
+    return true;
+  }
+  const int64_t d = dim();
+  const float* kd = keys_.data();
+  const float* nrm = occlusion_norms();
+  const float* tk = kd + int64_t{t} * d;
+  auto close = [&](int32_t w) {
+    const float s = detail::roar_dot(tk, kd + int64_t{w} * d, d);
+    return nrm ? 2.f * s - nrm[w] : s;
+  };
+  // Tree edges stay (they are what keeps every key reachable); the rest compete with v under
+  // occlusion pruning, nearest first (Vamana/NSG's reverse-edge rule). t's list changes only if
+  // v survives, so a reverse edge that would not be kept costs t nothing.
+  std::vector<int32_t> kept;
+  std::vector<ScoredId> cand;
+  for (int e = 0; e < deg; ++e) {
+    if (parent_[a[e]] == t)
+      kept.push_back(a[e]);
+    else
+      cand.push_back({close(a[e]), a[e]});
+  }
+  if (cand.empty()) return false;  // every edge of t is a tree edge
+  if (force) {
+    // v must get this edge: it replaces t's farthest non-tree neighbour.
+    const auto worst = std::min_element(cand.begin(), cand.end(), better);
+    *std::find(a, a + deg, worst->id) = v;
+    return true;
+  }
+  cand.push_back({close(v), v});
+  std::sort(cand.begin(), cand.end(), better);
+  std::vector<int32_t> pruned = detail::occlusion_prune(
+      kd, d, t, ids_of(cand), max_degree() - static_cast<int>(kept.size()), kept, nrm);
+  if (!detail::contains(pruned, v)) return false;
+  kept.insert(kept.end(), pruned.begin(), pruned.end());
+  std::copy(kept.begin(), kept.end(), a);
+  stats_.edges += static_cast<int64_t>(kept.size()) - deg;
+  --degree_hist_[deg];
+  degree_[t] = static_cast<int32_t>(kept.size());
+  ++degree_hist_[degree_[t]];
+  return true;
 }
 
 inline int64_t RoarGraphIndex::repair_connectivity(Lists& lists) const {
@@ -473,8 +611,7 @@ inline int64_t RoarGraphIndex::repair_connectivity(Lists& lists) const {
   if (unreached.empty()) return 0;
   // Candidate linkers for every unreached key, searched in parallel on the frozen graph (a search
   // from the entry points only visits reached keys); the links are then made serially in id order.
-  const std::vector<float> norms = sq_norms();
-  const float* nrm = params_.occlusion_l2 ? norms.data() : nullptr;
+  const float* nrm = occlusion_norms();
   const int ef = std::min(params_.L, 64);
   Lists cands(unreached.size());
   auto nb = [&](int32_t u) {
@@ -528,7 +665,7 @@ inline int64_t RoarGraphIndex::count_reachable() const {
   while (!stack.empty()) {
     const int32_t u = stack.back();
     stack.pop_back();
-    for (int64_t e = offsets_[u]; e < offsets_[u + 1]; ++e) {
+    for (int64_t e = start_[u]; e < start_[u] + degree_[u]; ++e) {
       const int32_t w = neighbours_[e];
       if (!reached[w]) {
         reached[w] = 1;
@@ -639,7 +776,7 @@ inline std::vector<SearchResult> RoarGraphIndex::search_heads(ConstMatrixView<fl
   return out;
 }
 
-inline void RoarGraphIndex::insert(ConstMatrixView<float> new_keys) {
+inline void RoarGraphIndex::insert_rebuild(ConstMatrixView<float> new_keys) {
   const int64_t n0 = size(), d = keys_.cols();
   RETROKV_CHECK(n0 > 0, "index: empty (build or load it first)");
   RETROKV_CHECK(new_keys.cols == d, "new_keys: expected d = ", d, ", got ", new_keys.cols);
@@ -647,13 +784,11 @@ inline void RoarGraphIndex::insert(ConstMatrixView<float> new_keys) {
   detail::check_finite_rows(new_keys, "new_keys");
   if (new_keys.rows == 0) return;
   const int64_t b = new_keys.rows, n = n0 + b;
-  Matrix<float> grown(n, d);
-  std::copy(keys_.data(), keys_.data() + n0 * d, grown.data());
-  for (int64_t i = 0; i < b; ++i)
-    std::copy(new_keys.row(i), new_keys.row(i) + d, grown.row(n0 + i));
   Lists lists = to_lists();
-  // Commit only after everything that can throw (allocation) has run.
-  keys_ = std::move(grown);
+  // The old cost: a full copy of the keys every call.
+  Matrix<float> copy(n0, d);
+  std::copy(keys_.data(), keys_.data() + n0 * d, copy.data());
+  append_keys(new_keys);
   lists.resize(static_cast<size_t>(n));
   const float* kd = keys_.data();
   const int M = params_.M, max_deg = max_degree(), threads = this->threads();
@@ -696,6 +831,104 @@ inline void RoarGraphIndex::insert(ConstMatrixView<float> new_keys) {
   }
   stats_.repair_links += repair_connectivity(lists);
   to_csr(lists);
+  build_tree();
+}
+
+inline void RoarGraphIndex::insert(ConstMatrixView<float> new_keys) {
+  const int64_t n0 = size(), d = keys_.cols();
+  RETROKV_CHECK(n0 > 0, "index: empty (build or load it first)");
+  RETROKV_CHECK(new_keys.cols == d, "new_keys: expected d = ", d, ", got ", new_keys.cols);
+  RETROKV_CHECK(n0 + new_keys.rows < INT32_MAX, "new_keys: total keys would exceed 2^31 - 1");
+  detail::check_finite_rows(new_keys, "new_keys");
+  if (new_keys.rows == 0) return;
+  const int64_t b = new_keys.rows, n = n0 + b;
+  const int M = params_.M, max_deg = max_degree(), threads = this->threads();
+  append_keys(new_keys);
+  start_.resize(static_cast<size_t>(n));
+  degree_.resize(static_cast<size_t>(n));
+  slots_.resize(static_cast<size_t>(n));
+  parent_.resize(static_cast<size_t>(n), -1);
+  const float* kd = keys_.data();
+  const float* nrm = occlusion_norms();
+  auto nb = [this](int32_t u) {
+    return std::pair<const int32_t*, int>(neighbours(u), out_degree(u));
+  };
+
+  // Sub-batches: new keys search the graph as it was before their sub-batch (frozen, so the
+  // parallel searches are deterministic) and score their sub-batch mates exactly. The links are
+  // then made serially in id order.
+  const int64_t kSub = 512;
+  for (int64_t s0 = n0; s0 < n; s0 += kSub) {
+    const int64_t s1 = std::min(n, s0 + kSub);
+    Lists out(static_cast<size_t>(s1 - s0));
+    std::vector<int32_t> nearest_old(static_cast<size_t>(s1 - s0));
+#pragma omp parallel for num_threads(threads) schedule(dynamic, 8)
+    for (int64_t v = s0; v < s1; ++v) {
+      int64_t scanned = 0;
+      const float* qv = kd + v * d;
+      std::vector<ScoredId> pool =
+          detail::beam_search(kd, s0, d, qv, 1, entry_points_.data(),
+                              static_cast<int>(entry_points_.size()), params_.L, nb, &scanned, nrm);
+      nearest_old[v - s0] = pool.empty() ? entry_points_[0] : pool[0].id;
+      for (int64_t u = s0; u < s1; ++u) {
+        if (u == v) continue;
+        const float s = detail::roar_dot(qv, kd + u * d, d);
+        pool.push_back({nrm ? 2.f * s - nrm[u] : s, static_cast<int32_t>(u)});
+      }
+      std::sort(pool.begin(), pool.end(), better);
+      out[v - s0] =
+          detail::occlusion_prune(kd, d, static_cast<int32_t>(v), ids_of(pool), M, {}, nrm);
+    }
+    // Every new list gets room for the bound, so reverse edges into new keys never move them.
+    int64_t at = static_cast<int64_t>(neighbours_.size());
+    neighbours_.resize(static_cast<size_t>(at + (s1 - s0) * max_deg));
+    for (int64_t v = s0; v < s1; ++v, at += max_deg) {
+      const auto& o = out[v - s0];
+      start_[v] = at;
+      slots_[v] = max_deg;
+      degree_[v] = static_cast<int32_t>(o.size());
+      std::copy(o.begin(), o.end(), neighbours_.begin() + at);
+      stats_.edges += degree_[v];
+      ++degree_hist_[degree_[v]];
+    }
+    // Reverse edges t -> v, nearest t first. v's tree parent is the first t that links to it and
+    // is itself attached (an old key, or a mate whose parent is set), so the tree has no cycle.
+    auto attached = [&](int32_t t) { return t < s0 || parent_[t] >= 0; };
+    for (int64_t v = s0; v < s1; ++v) {
+      const int32_t vi = static_cast<int32_t>(v);
+      for (int32_t t : out[v - s0]) {
+        if (add_reverse_edge(t, vi, false) && parent_[vi] < 0 && attached(t)) parent_[vi] = t;
+      }
+      if (parent_[vi] >= 0) continue;
+      // No attached neighbour kept v: force the link from the nearest attached key.
+      std::vector<int32_t> from;
+      for (int32_t t : out[v - s0])
+        if (attached(t)) from.push_back(t);
+      from.push_back(nearest_old[v - s0]);
+      for (int32_t t : from) {
+        if (add_reverse_edge(t, vi, true)) {
+          parent_[vi] = t;
+          break;
+        }
+      }
+      // Last resort (every candidate's edges are all tree edges): any attached key with room.
+      for (int64_t t = 0; parent_[vi] < 0 && t < n; ++t) {
+        if (t != v && attached(static_cast<int32_t>(t)) && degree_[t] < max_deg) {
+          push_edge(static_cast<int32_t>(t), vi);
+          parent_[vi] = static_cast<int32_t>(t);
+        }
+      }
+      RETROKV_CHECK(parent_[vi] >= 0,
+                    "roargraph: every reachable key has out-degree 2M = ", max_deg,
+                    "; cannot link key ", v, " (raise params.M)");
+      ++stats_.repair_links;
+    }
+  }
+  stats_.n = n;
+  stats_.mean_out_degree = static_cast<double>(stats_.edges) / n;
+  stats_.max_out_degree = 0;
+  for (int k = max_deg; k > 0 && stats_.max_out_degree == 0; --k)
+    if (degree_hist_[k] > 0) stats_.max_out_degree = k;
 }
 
 inline BinaryWriter RoarGraphIndex::serialize() const {
@@ -714,8 +947,17 @@ inline BinaryWriter RoarGraphIndex::serialize() const {
   w.write<int64_t>(stats_.train_queries_used);
   w.write_vector(entry_points_);
   w.write_array(keys_.data(), static_cast<size_t>(size() * dim()));
-  w.write_array(offsets_.data(), offsets_.size());
-  w.write_array(neighbours_.data(), neighbours_.size());
+  // The file keeps the compact CSR layout, whatever slack the in-memory lists have.
+  std::vector<int64_t> offsets(static_cast<size_t>(size()) + 1, 0);
+  for (int64_t v = 0; v < size(); ++v) offsets[v + 1] = offsets[v] + degree_[v];
+  w.write_array(offsets.data(), offsets.size());
+  std::vector<int32_t> flat;
+  flat.reserve(static_cast<size_t>(offsets.back()));
+  for (int64_t v = 0; v < size(); ++v) {
+    const int32_t* a = neighbours(static_cast<int32_t>(v));
+    flat.insert(flat.end(), a, a + degree_[v]);
+  }
+  w.write_array(flat.data(), flat.size());
   return w;
 }
 
@@ -744,23 +986,29 @@ inline RoarGraphIndex RoarGraphIndex::deserialize(BinaryReader& r) {
   for (int32_t e : idx.entry_points_) r.check(e >= 0 && e < n, "entry point ", e);
   r.check(static_cast<uint64_t>(n) * d <= r.remaining() / sizeof(float), "keys truncated");
   idx.keys_.resize(n, d);
+  idx.n_ = n;
   r.read_array(idx.keys_.data(), static_cast<size_t>(n * d));
   r.check(static_cast<uint64_t>(n + 1) <= r.remaining() / sizeof(int64_t), "offsets truncated");
-  idx.offsets_.resize(static_cast<size_t>(n) + 1);
-  r.read_array(idx.offsets_.data(), idx.offsets_.size());
-  r.check(idx.offsets_[0] == 0, "offsets[0] = ", idx.offsets_[0]);
+  std::vector<int64_t> offsets(static_cast<size_t>(n) + 1);
+  r.read_array(offsets.data(), offsets.size());
+  r.check(offsets[0] == 0, "offsets[0] = ", offsets[0]);
   const int max_deg = 2 * p.M;
   for (int64_t v = 0; v < n; ++v) {
-    const int64_t deg = idx.offsets_[v + 1] - idx.offsets_[v];
+    const int64_t deg = offsets[v + 1] - offsets[v];
     r.check(deg >= 0 && deg <= max_deg, "out-degree ", deg, " of key ", v);
   }
-  const int64_t edges = idx.offsets_[n];
+  const int64_t edges = offsets[n];
   r.check(static_cast<uint64_t>(edges) * sizeof(int32_t) == r.remaining(), "edge count ", edges);
-  idx.neighbours_.resize(static_cast<size_t>(edges));
-  r.read_array(idx.neighbours_.data(), idx.neighbours_.size());
+  std::vector<int32_t> flat(static_cast<size_t>(edges));
+  r.read_array(flat.data(), flat.size());
   r.expect_end();
-  for (int32_t w : idx.neighbours_) r.check(w >= 0 && w < n, "neighbour id ", w);
-  idx.to_csr(idx.to_lists());
+  for (int32_t w : flat) r.check(w >= 0 && w < n, "neighbour id ", w);
+  Lists lists(static_cast<size_t>(n));
+  for (int64_t v = 0; v < n; ++v)
+    lists[v].assign(flat.begin() + offsets[v], flat.begin() + offsets[v + 1]);
+  idx.to_csr(lists);
+  idx.norms_ = idx.sq_norms();
+  idx.build_tree();
   return idx;
 }
 
