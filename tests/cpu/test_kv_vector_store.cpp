@@ -457,7 +457,12 @@ TEST(KVVectorStore, SaveLoadRoundTripIsBitIdentical) {
       const SeqId u = t.load_sequence(path);
       const SeqId w = s.load_sequence(path);  // into the same store too
       EXPECT_EQ(s.memory_bytes() - held, t.memory_bytes());
-      EXPECT_LE(t.memory_bytes(), held);  // loaded rows are not over-allocated
+      // Loaded rows get the same decode headroom as a prefill of n0 + steps positions: no more
+      // than the original holds, up to the headroom of the `steps` extra positions.
+      const int64_t headroom_delta =
+          int64_t{2} * 2 * c.n_kv_heads * c.head_dim * dtype_size(dt) *
+          (KVRows::initial_capacity(n0 + steps) - KVRows::initial_capacity(n0));
+      EXPECT_LE(t.memory_bytes(), held + headroom_delta);
       for (int l = 0; l < 2; ++l) {
         EXPECT_EQ(t.sequence_length(u, l), n0 + steps);
         for (int64_t i = 0; i < x.decode.rows(); ++i) {
@@ -669,17 +674,22 @@ TEST(KVVectorStore, MemoryBudgetRejectsWithoutSideEffects) {
     expect_budget("prefill another sequence", [&] {
       s.prefill(other, 0, rows(x.K, 0, 700), rows(x.V, 0, 700), rows(x.Q, 0, 700));
     });
-    // Appends fit until the geometric growth of the KV rows crosses the budget.
+    // Appends fit until the geometric growth of the KV rows (past the prefill's decode
+    // headroom of 700 / 8 + 256 rows) crosses the budget. x has 100 rows past 700: cycle them.
     int64_t appended = 0;
-    for (; appended < 100; ++appended) {
+    for (; appended < 1000; ++appended) {
       try {
-        s.append(seq, 0, x.K.row(700 + appended), x.V.row(700 + appended));
+        s.append(seq, 0, x.K.row(700 + appended % 100), x.V.row(700 + appended % 100));
       } catch (const StoreError& e) {
         EXPECT_EQ(e.code(), StoreErrorCode::kMemoryBudget);
         break;
       }
     }
-    EXPECT_LT(appended, 100) << policy_name(p) << ": the budget never bit";
+    // The KV headroom (343 rows) always fits; RoarGraph's index estimate (key copy and lists
+    // that may double under inserts) reaches the budget first (measured: after 207 appends).
+    EXPECT_GE(appended, p == Policy::kRoarGraph ? 200 : 343)
+        << policy_name(p) << ": the prefill's decode headroom should fit";
+    EXPECT_LT(appended, 1000) << policy_name(p) << ": the budget never bit";
     EXPECT_EQ(s.sequence_length(seq, 0), 700 + appended);
     EXPECT_LE(s.memory_bytes(), c.host_memory_budget_bytes);
   }

@@ -49,8 +49,12 @@ inline int64_t index_bytes_estimate(Policy p, const PolicyParams& pp, int64_t n,
       return 0;  // flat scans the store's own KV
     case Policy::kQuest:
       return n * d * 4 + ((n + pp.quest_page_size - 1) / pp.quest_page_size) * 2 * d * 4;
-    case Policy::kRoarGraph:  // key copy, CSR offsets, <= 2M edges per key, entry points
-      return n * (int64_t{4} * d + 8 + int64_t{8} * pp.roar.M) + 8 + 4 * pp.roar.n_entry_points;
+    case Policy::kRoarGraph:
+      // Decode-time inserts grow the key copy by doubling (<= 2n rows of d floats), give every
+      // new or overflowing list 2M slots (<= 2 * 2M slots per key counting the abandoned ones)
+      // and keep per key a list start (8), degree, slots, tree parent, squared norm (4 each),
+      // in vectors that may also have doubled.
+      return n * (int64_t{8} * d + 48 + int64_t{16} * pp.roar.M) + 8 + 4 * pp.roar.n_entry_points;
     case Policy::kWave: {  // KV copy, ids, per cluster centroid + value sum + offset
       const int64_t clusters = n / std::max(1, pp.wave.tokens_per_cluster) + 1;
       return n * (int64_t{8} * d + 8) + clusters * (int64_t{8} * d + 8) + 8 * int64_t{d};
@@ -112,7 +116,16 @@ inline void update_head_index(HeadIndex& hi, Policy policy, const PolicyParams& 
   if (new_end <= old_end) return;
   if (policy == Policy::kRoarGraph && hi.roar && hi.roar->size() > 0) {
     Matrix<float> fresh = rows_to_float(K, old_end, new_end);
-    hi.roar->insert(fresh.view());
+    try {
+      hi.roar->insert(fresh.view());
+    } catch (...) {
+      // insert() is incremental and not exception-safe: drop the half-updated graph. Every
+      // position from n_sink on is then in the steady zone (attended exactly, so results stay
+      // correct) until the next update rebuilds the graph from the stored keys.
+      hi.roar.reset();
+      hi.indexed_end = n_sink;
+      throw;
+    }
     hi.indexed_end = new_end;
     return;
   }

@@ -234,7 +234,7 @@ class KVVectorStore {
                   " positions in layer ", layer, "; prefill once per layer, then append");
     const PolicyParams& pp = config_.params;
     const int64_t index_end = std::max<int64_t>(pp.n_sink, n - pp.n_local);
-    const int64_t kv_bytes = 2 * n * d * dtype_size(config_.kv_dtype) * H;
+    const int64_t kv_bytes = 2 * KVRows::initial_capacity(n) * d * dtype_size(config_.kv_dtype) * H;
     const int64_t idx_bytes =
         H * detail::index_bytes_estimate(config_.policy, pp, indexed_count(n, index_end), d);
     const int64_t delta = kv_bytes + idx_bytes;
@@ -374,14 +374,16 @@ class KVVectorStore {
       L.since_update = update ? total % pp.update_interval : total;
       if (update) {
         for (int h = 0; h < H; ++h) {
-          // A failed update (out of memory) keeps the old index: those positions stay in the
-          // steady zone and are attended exactly, so the result stays correct.
+          // A failed update (out of memory) keeps the old index, or for RoarGraph drops it
+          // (update_head_index): those positions stay in the steady zone and are attended
+          // exactly, so the result stays correct. AlignedBuffer reports out-of-memory as Error.
           try {
             const bool fresh = !L.heads[h].roar && !L.heads[h].quest;
             detail::update_head_index(L.heads[h], policy, pp, threads(), L.k[h], pp.n_sink,
                                       new_end);
             (fresh && policy != Policy::kFlatTopK ? st.index_builds : st.index_updates) += 1;
           } catch (const std::bad_alloc&) {
+          } catch (const Error&) {
           }
         }
       }
