@@ -88,7 +88,9 @@ TEST(RoarGraph, BeamNarrowerThanKReturnsTopKOfEverythingScored) {
     EXPECT_EQ(distinct.size(), 100u);
     for (size_t j = 0; j < r.ids.size(); ++j) {
       EXPECT_EQ(r.scores[j], detail::roar_dot(qs.row(i), f.data.keys.row(r.ids[j]), 64));
-      if (j > 0) EXPECT_TRUE(better({r.scores[j - 1], r.ids[j - 1]}, {r.scores[j], r.ids[j]}));
+      if (j > 0) {
+        EXPECT_TRUE(better({r.scores[j - 1], r.ids[j - 1]}, {r.scores[j], r.ids[j]}));
+      }
     }
   }
   // A beam of 1 on a tiny graph still returns min(k, n) keys (the search goes on until k are

@@ -194,6 +194,10 @@ class RoarGraphIndex : public TokenIndex {
   /// function of the graph alone: a loaded index gets the tree the saved one had).
   void build_tree();
   /// Appends keys (b, d) to keys_ (capacity doubling) and their squared norms; sets n_.
+  /// Validates a search's queries and params; q gets a contiguous copy of the group (the view
+  /// may be strided), seeds the entry points followed by params.warm_start.
+  void prepare_search(ConstMatrixView<float> queries, const SearchParams& params,
+                      std::vector<float>& q, std::vector<int32_t>& seeds) const;
   void append_keys(ConstMatrixView<float> new_keys);
   /// Appends w to v's list, moving v's slots to the end of neighbours_ with room for 2M when full.
   void push_edge(int32_t v, int32_t w);
@@ -677,9 +681,9 @@ inline int64_t RoarGraphIndex::count_reachable() const {
   return count;
 }
 
-inline SearchResult RoarGraphIndex::search_scored(ConstMatrixView<float> queries,
-                                                  const SearchParams& params,
-                                                  int min_scored) const {
+inline void RoarGraphIndex::prepare_search(ConstMatrixView<float> queries,
+                                           const SearchParams& params, std::vector<float>& q,
+                                           std::vector<int32_t>& seeds) const {
   const int64_t n = size(), d = keys_.cols();
   RETROKV_CHECK(n > 0, "index: empty (build or load it first)");
   RETROKV_CHECK(queries.cols == d, "queries: expected d = ", d, ", got ", queries.cols);
@@ -691,10 +695,9 @@ inline SearchResult RoarGraphIndex::search_scored(ConstMatrixView<float> queries
                 params.n_warm_start);
   RETROKV_CHECK(params.n_warm_start == 0 || params.warm_start != nullptr,
                 "params.warm_start: null pointer for n_warm_start = ", params.n_warm_start);
-  RETROKV_CHECK(min_scored >= -1, "min_scored: expected >= -1, got ", min_scored);
   const int g = static_cast<int>(queries.rows);
   // Contiguous copy of the group (the view may be strided) and a NaN check.
-  std::vector<float> q(static_cast<size_t>(g * d));
+  q.assign(static_cast<size_t>(g * d), 0.f);
   for (int h = 0; h < g; ++h) {
     for (int64_t j = 0; j < d; ++j) {
       const float v = queries(h, j);
@@ -702,13 +705,24 @@ inline SearchResult RoarGraphIndex::search_scored(ConstMatrixView<float> queries
       q[h * d + j] = v;
     }
   }
-  std::vector<int32_t> seeds(entry_points_);
+  seeds = entry_points_;
   for (int i = 0; i < params.n_warm_start; ++i) {
     const int32_t w = params.warm_start[i];
     RETROKV_CHECK(w >= 0 && w < n, "params.warm_start: expected ids in [0, ", n, "), got ", w,
                   " at ", i);
     seeds.push_back(w);
   }
+}
+
+inline SearchResult RoarGraphIndex::search_scored(ConstMatrixView<float> queries,
+                                                  const SearchParams& params,
+                                                  int min_scored) const {
+  RETROKV_CHECK(min_scored >= -1, "min_scored: expected >= -1, got ", min_scored);
+  const int64_t n = size(), d = keys_.cols();
+  std::vector<float> q;
+  std::vector<int32_t> seeds;
+  prepare_search(queries, params, q, seeds);
+  const int g = static_cast<int>(queries.rows);
   const int k = static_cast<int>(std::min<int64_t>(params.k, n));
   // An explicit ef may be below k: the beam then steers the search and the answer is the top-k
   // of every key scored (detail::beam_search). ef = 0 keeps the default beam, at least k wide.
@@ -733,32 +747,10 @@ inline SearchResult RoarGraphIndex::search_scored(ConstMatrixView<float> queries
 inline std::vector<SearchResult> RoarGraphIndex::search_heads(ConstMatrixView<float> queries,
                                                               const SearchParams& params) const {
   const int64_t n = size(), d = keys_.cols();
-  RETROKV_CHECK(n > 0, "index: empty (build or load it first)");
-  RETROKV_CHECK(queries.cols == d, "queries: expected d = ", d, ", got ", queries.cols);
-  RETROKV_CHECK(queries.rows >= 1 && queries.rows <= 1024,
-                "queries: expected 1..1024 rows (one GQA group), got ", queries.rows);
-  RETROKV_CHECK(params.k >= 1, "params.k: expected >= 1, got ", params.k);
-  RETROKV_CHECK(params.ef >= 0, "params.ef: expected >= 0, got ", params.ef);
-  RETROKV_CHECK(params.n_warm_start >= 0, "params.n_warm_start: expected >= 0, got ",
-                params.n_warm_start);
-  RETROKV_CHECK(params.n_warm_start == 0 || params.warm_start != nullptr,
-                "params.warm_start: null pointer for n_warm_start = ", params.n_warm_start);
+  std::vector<float> q;
+  std::vector<int32_t> seeds;
+  prepare_search(queries, params, q, seeds);
   const int g = static_cast<int>(queries.rows);
-  std::vector<float> q(static_cast<size_t>(g * d));
-  for (int h = 0; h < g; ++h) {
-    for (int64_t j = 0; j < d; ++j) {
-      const float v = queries(h, j);
-      RETROKV_CHECK(!std::isnan(v), "queries: expected no NaN, got NaN at (", h, ", ", j, ")");
-      q[h * d + j] = v;
-    }
-  }
-  std::vector<int32_t> seeds(entry_points_);
-  for (int i = 0; i < params.n_warm_start; ++i) {
-    const int32_t w = params.warm_start[i];
-    RETROKV_CHECK(w >= 0 && w < n, "params.warm_start: expected ids in [0, ", n, "), got ", w,
-                  " at ", i);
-    seeds.push_back(w);
-  }
   const int k = static_cast<int>(std::min<int64_t>(params.k, n));
   const int ef = params.ef > 0 ? params.ef : params_.ef;
   auto nb = [this](int32_t u) {
