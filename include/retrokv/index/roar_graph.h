@@ -198,6 +198,8 @@ class RoarGraphIndex : public TokenIndex {
   /// may be strided), seeds the entry points followed by params.warm_start.
   void prepare_search(ConstMatrixView<float> queries, const SearchParams& params,
                       std::vector<float>& q, std::vector<int32_t>& seeds) const;
+  /// Validates insert()'s argument (dimension, size limit, finite values).
+  void check_new_keys(ConstMatrixView<float> new_keys) const;
   void append_keys(ConstMatrixView<float> new_keys);
   /// Appends w to v's list, moving v's slots to the end of neighbours_ with room for 2M when full.
   void push_edge(int32_t v, int32_t w);
@@ -768,12 +770,17 @@ inline std::vector<SearchResult> RoarGraphIndex::search_heads(ConstMatrixView<fl
   return out;
 }
 
-inline void RoarGraphIndex::insert_rebuild(ConstMatrixView<float> new_keys) {
+inline void RoarGraphIndex::check_new_keys(ConstMatrixView<float> new_keys) const {
   const int64_t n0 = size(), d = keys_.cols();
   RETROKV_CHECK(n0 > 0, "index: empty (build or load it first)");
   RETROKV_CHECK(new_keys.cols == d, "new_keys: expected d = ", d, ", got ", new_keys.cols);
   RETROKV_CHECK(n0 + new_keys.rows < INT32_MAX, "new_keys: total keys would exceed 2^31 - 1");
   detail::check_finite_rows(new_keys, "new_keys");
+}
+
+inline void RoarGraphIndex::insert_rebuild(ConstMatrixView<float> new_keys) {
+  const int64_t n0 = size(), d = keys_.cols();
+  check_new_keys(new_keys);
   if (new_keys.rows == 0) return;
   const int64_t b = new_keys.rows, n = n0 + b;
   Lists lists = to_lists();
@@ -828,10 +835,7 @@ inline void RoarGraphIndex::insert_rebuild(ConstMatrixView<float> new_keys) {
 
 inline void RoarGraphIndex::insert(ConstMatrixView<float> new_keys) {
   const int64_t n0 = size(), d = keys_.cols();
-  RETROKV_CHECK(n0 > 0, "index: empty (build or load it first)");
-  RETROKV_CHECK(new_keys.cols == d, "new_keys: expected d = ", d, ", got ", new_keys.cols);
-  RETROKV_CHECK(n0 + new_keys.rows < INT32_MAX, "new_keys: total keys would exceed 2^31 - 1");
-  detail::check_finite_rows(new_keys, "new_keys");
+  check_new_keys(new_keys);
   if (new_keys.rows == 0) return;
   const int64_t b = new_keys.rows, n = n0 + b;
   const int M = params_.M, max_deg = max_degree(), threads = this->threads();

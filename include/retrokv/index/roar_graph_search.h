@@ -220,6 +220,20 @@ inline std::vector<ScoredId> best_of_scored(const int32_t* ids, const float* sco
   return out;
 }
 
+/// fresh = the not-yet-visited ids among ids[0, deg), marked visited, their key rows prefetched:
+/// the rows are scattered in memory, so issuing all their loads before scoring any of them
+/// hides most of the latency.
+inline void take_unvisited(VisitedTags& visited, const int32_t* ids, int deg, const float* keys,
+                           int64_t d, std::vector<int32_t>& fresh) {
+  fresh.clear();
+  for (int j = 0; j < deg; ++j) {
+    if (visited.test_and_set(ids[j])) continue;
+    fresh.push_back(ids[j]);
+    const char* row = reinterpret_cast<const char*>(keys + int64_t{ids[j]} * d);
+    for (int64_t b = 0; b < d * int64_t{sizeof(float)}; b += 64) __builtin_prefetch(row + b);
+  }
+}
+
 /// Best-first beam search of width ef (HNSW's search_layer, NSG's greedy search).
 /// keys: (n, d) contiguous; queries: (g, d) contiguous, group score = max over heads;
 /// neighbours(v) returns a pair (const int32_t* ids, int count). Seeds outside [0, n) must be
@@ -302,15 +316,7 @@ std::vector<ScoredId> beam_search(const float* keys, int64_t n, int64_t d, const
     std::pop_heap(frontier.begin(), frontier.end(), BestOnTop{});
     frontier.pop_back();
     const auto [ids, deg] = neighbours(c.id);
-    // Mark and prefetch every unvisited neighbour's row first, then score them: the rows are
-    // scattered in memory, so issuing all their loads up front hides most of the latency.
-    fresh.clear();
-    for (int j = 0; j < deg; ++j) {
-      if (visited.test_and_set(ids[j])) continue;
-      fresh.push_back(ids[j]);
-      const char* row = reinterpret_cast<const char*>(keys + int64_t{ids[j]} * d);
-      for (int64_t b = 0; b < d * int64_t{sizeof(float)}; b += 64) __builtin_prefetch(row + b);
-    }
+    take_unvisited(visited, ids, deg, keys, d, fresh);
     // The next candidate is most likely the current best unexpanded one: fetch its adjacency
     // (a scattered CSR row) while this batch is scored.
     if (!frontier.empty()) {
@@ -405,13 +411,7 @@ std::vector<std::vector<ScoredId>> beam_search_heads(const float* keys, int64_t 
     std::pop_heap(fr.begin(), fr.end(), BestOnTop{});
     fr.pop_back();
     const auto [ids, deg] = neighbours(c.id);
-    fresh.clear();
-    for (int j = 0; j < deg; ++j) {
-      if (visited.test_and_set(ids[j])) continue;
-      fresh.push_back(ids[j]);
-      const char* row = reinterpret_cast<const char*>(keys + int64_t{ids[j]} * d);
-      for (int64_t b = 0; b < d * int64_t{sizeof(float)}; b += 64) __builtin_prefetch(row + b);
-    }
+    take_unvisited(visited, ids, deg, keys, d, fresh);
     offer_fresh();
   }
   const int64_t count = static_cast<int64_t>(scored_ids.size());
