@@ -198,6 +198,11 @@ class RoarGraphIndex : public TokenIndex {
   /// may be strided), seeds the entry points followed by params.warm_start.
   void prepare_search(ConstMatrixView<float> queries, const SearchParams& params,
                       std::vector<float>& q, std::vector<int32_t>& seeds) const;
+  /// Out-list of new key v (pruned to M): a width-L search of keys [0, s0) through nb plus
+  /// exact scores of its sub-batch mates [s0, s1). *nearest (if given) gets the search's best.
+  template <typename Neighbours>
+  std::vector<int32_t> new_key_links(int64_t v, int64_t s0, int64_t s1, Neighbours&& nb,
+                                     const float* nrm, int32_t* nearest) const;
   /// Validates insert()'s argument (dimension, size limit, finite values).
   void check_new_keys(ConstMatrixView<float> new_keys) const;
   void append_keys(ConstMatrixView<float> new_keys);
@@ -778,6 +783,27 @@ inline void RoarGraphIndex::check_new_keys(ConstMatrixView<float> new_keys) cons
   detail::check_finite_rows(new_keys, "new_keys");
 }
 
+template <typename Neighbours>
+std::vector<int32_t> RoarGraphIndex::new_key_links(int64_t v, int64_t s0, int64_t s1,
+                                                   Neighbours&& nb, const float* nrm,
+                                                   int32_t* nearest) const {
+  const int64_t d = dim();
+  const float* kd = keys_.data();
+  const float* qv = kd + v * d;
+  int64_t scanned = 0;
+  std::vector<ScoredId> pool =
+      detail::beam_search(kd, s0, d, qv, 1, entry_points_.data(),
+                          static_cast<int>(entry_points_.size()), params_.L, nb, &scanned, nrm);
+  if (nearest) *nearest = pool.empty() ? entry_points_[0] : pool[0].id;
+  for (int64_t u = s0; u < s1; ++u) {
+    if (u == v) continue;
+    const float s = detail::roar_dot(qv, kd + u * d, d);
+    pool.push_back({nrm ? 2.f * s - nrm[u] : s, static_cast<int32_t>(u)});
+  }
+  std::sort(pool.begin(), pool.end(), better);
+  return detail::occlusion_prune(kd, d, static_cast<int32_t>(v), ids_of(pool), params_.M, {}, nrm);
+}
+
 inline void RoarGraphIndex::insert_rebuild(ConstMatrixView<float> new_keys) {
   const int64_t n0 = size(), d = keys_.cols();
   check_new_keys(new_keys);
@@ -789,8 +815,7 @@ inline void RoarGraphIndex::insert_rebuild(ConstMatrixView<float> new_keys) {
   std::copy(keys_.data(), keys_.data() + n0 * d, copy.data());
   append_keys(new_keys);
   lists.resize(static_cast<size_t>(n));
-  const float* kd = keys_.data();
-  const int M = params_.M, max_deg = max_degree(), threads = this->threads();
+  const int max_deg = max_degree(), threads = this->threads();
   const std::vector<float> norms = sq_norms();
   const float* nrm = params_.occlusion_l2 ? norms.data() : nullptr;
 
@@ -800,25 +825,11 @@ inline void RoarGraphIndex::insert_rebuild(ConstMatrixView<float> new_keys) {
   for (int64_t s0 = n0; s0 < n; s0 += kSub) {
     const int64_t s1 = std::min(n, s0 + kSub);
     Lists out(static_cast<size_t>(s1 - s0));
+    auto nb = [&](int32_t u) {
+      return std::pair<const int32_t*, int>(lists[u].data(), static_cast<int>(lists[u].size()));
+    };
 #pragma omp parallel for num_threads(threads) schedule(dynamic, 8)
-    for (int64_t v = s0; v < s1; ++v) {
-      int64_t scanned = 0;
-      const float* qv = kd + v * d;
-      auto nb = [&](int32_t u) {
-        return std::pair<const int32_t*, int>(lists[u].data(), static_cast<int>(lists[u].size()));
-      };
-      std::vector<ScoredId> pool =
-          detail::beam_search(kd, s0, d, qv, 1, entry_points_.data(),
-                              static_cast<int>(entry_points_.size()), params_.L, nb, &scanned, nrm);
-      for (int64_t u = s0; u < s1; ++u) {
-        if (u == v) continue;
-        const float s = detail::roar_dot(qv, kd + u * d, d);
-        pool.push_back({nrm ? 2.f * s - nrm[u] : s, static_cast<int32_t>(u)});
-      }
-      std::sort(pool.begin(), pool.end(), better);
-      out[v - s0] =
-          detail::occlusion_prune(kd, d, static_cast<int32_t>(v), ids_of(pool), M, {}, nrm);
-    }
+    for (int64_t v = s0; v < s1; ++v) out[v - s0] = new_key_links(v, s0, s1, nb, nrm, nullptr);
     for (int64_t v = s0; v < s1; ++v) lists[v] = out[v - s0];
     for (int64_t v = s0; v < s1; ++v) {
       for (int32_t t : out[v - s0]) {
@@ -834,17 +845,16 @@ inline void RoarGraphIndex::insert_rebuild(ConstMatrixView<float> new_keys) {
 }
 
 inline void RoarGraphIndex::insert(ConstMatrixView<float> new_keys) {
-  const int64_t n0 = size(), d = keys_.cols();
+  const int64_t n0 = size();
   check_new_keys(new_keys);
   if (new_keys.rows == 0) return;
   const int64_t b = new_keys.rows, n = n0 + b;
-  const int M = params_.M, max_deg = max_degree(), threads = this->threads();
+  const int max_deg = max_degree(), threads = this->threads();
   append_keys(new_keys);
   start_.resize(static_cast<size_t>(n));
   degree_.resize(static_cast<size_t>(n));
   slots_.resize(static_cast<size_t>(n));
   parent_.resize(static_cast<size_t>(n), -1);
-  const float* kd = keys_.data();
   const float* nrm = occlusion_norms();
   auto nb = [this](int32_t u) {
     return std::pair<const int32_t*, int>(neighbours(u), out_degree(u));
@@ -859,22 +869,8 @@ inline void RoarGraphIndex::insert(ConstMatrixView<float> new_keys) {
     Lists out(static_cast<size_t>(s1 - s0));
     std::vector<int32_t> nearest_old(static_cast<size_t>(s1 - s0));
 #pragma omp parallel for num_threads(threads) schedule(dynamic, 8)
-    for (int64_t v = s0; v < s1; ++v) {
-      int64_t scanned = 0;
-      const float* qv = kd + v * d;
-      std::vector<ScoredId> pool =
-          detail::beam_search(kd, s0, d, qv, 1, entry_points_.data(),
-                              static_cast<int>(entry_points_.size()), params_.L, nb, &scanned, nrm);
-      nearest_old[v - s0] = pool.empty() ? entry_points_[0] : pool[0].id;
-      for (int64_t u = s0; u < s1; ++u) {
-        if (u == v) continue;
-        const float s = detail::roar_dot(qv, kd + u * d, d);
-        pool.push_back({nrm ? 2.f * s - nrm[u] : s, static_cast<int32_t>(u)});
-      }
-      std::sort(pool.begin(), pool.end(), better);
-      out[v - s0] =
-          detail::occlusion_prune(kd, d, static_cast<int32_t>(v), ids_of(pool), M, {}, nrm);
-    }
+    for (int64_t v = s0; v < s1; ++v)
+      out[v - s0] = new_key_links(v, s0, s1, nb, nrm, &nearest_old[v - s0]);
     // Every new list gets room for the bound, so reverse edges into new keys never move them.
     int64_t at = static_cast<int64_t>(neighbours_.size());
     neighbours_.resize(static_cast<size_t>(at + (s1 - s0) * max_deg));
