@@ -2,18 +2,17 @@
 // object owns a model's KV cache as a vector store: per (sequence, layer, KV head) the keys and
 // values, an index built after prefill and updated during decode, and the hybrid decode step:
 // exact steady zone + the policy's selection (+ the wave estimate), merged by natural-log LSE.
+// This is the header users include; the per-layer state and its index build are in
+// store_layer.h, the decode step in store_attend.h, the save/load format in sequence_file.h.
 #pragma once
 
 #include <omp.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
-#include <exception>
-#include <filesystem>
 #include <future>
 #include <map>
 #include <memory>
@@ -22,15 +21,17 @@
 #include <string>
 #include <vector>
 
-#include "retrokv/core/attention_state.h"
 #include "retrokv/core/checksum.h"
 #include "retrokv/core/error.h"
 #include "retrokv/core/view.h"
-#include "retrokv/cpu/attention.h"
+#include "retrokv/index/wave_index.h"
 #include "retrokv/store/head_index.h"
 #include "retrokv/store/kv_rows.h"
+#include "retrokv/store/sequence_file.h"
+#include "retrokv/store/store_attend.h"
 #include "retrokv/store/store_config.h"
 #include "retrokv/store/store_error.h"
+#include "retrokv/store/store_layer.h"
 #include "retrokv/store/store_stats.h"
 
 namespace retrokv {
@@ -39,45 +40,6 @@ namespace retrokv {
 using SeqId = int64_t;
 
 namespace detail {
-
-/// One layer of one sequence. Its mutex serialises calls on (sequence, layer); `build` is the
-/// pending background index build that attend/append/save wait for.
-struct StoreLayer {
-  std::mutex mutex;
-  bool started = false;      // prefilled or appended to
-  int64_t n_tokens = 0;      // positions stored
-  int64_t n_prefill = 0;     // positions stored by prefill
-  int64_t since_update = 0;  // appended since the last index update (non-wave policies)
-  std::vector<KVRows> k, v;  // (n_tokens, d) per KV head
-  std::vector<HeadIndex> heads;
-  std::future<void> build;
-  int64_t accounted = 0;  // bytes reserved against the store's memory budget
-  std::atomic<int64_t>* used = nullptr;
-
-  StoreLayer() = default;
-  StoreLayer(const StoreLayer&) = delete;
-  StoreLayer& operator=(const StoreLayer&) = delete;
-  ~StoreLayer() {
-    if (build.valid()) build.wait();  // the build task references this layer
-    if (used) used->fetch_sub(accounted);
-  }
-  /// Waits for the background build; rethrows its error once (the layer then attends exactly).
-  void wait_build() {
-    if (build.valid()) {
-      std::future<void> f = std::move(build);
-      f.get();
-    }
-  }
-};
-
-struct StoreSequence {
-  std::vector<std::unique_ptr<StoreLayer>> layers;
-};
-
-inline double seconds_between(std::chrono::steady_clock::time_point a,
-                              std::chrono::steady_clock::time_point b) {
-  return std::chrono::duration<double>(b - a).count();
-}
 
 inline void check_finite_view(ConstMatrixView<float> m, const char* name) {
   for (int64_t i = 0; i < m.rows; ++i) {
@@ -275,7 +237,7 @@ class KVVectorStore {
     L.accounted += delta;
     if (config_.policy == Policy::kFull) return;
     auto task = [this, &L, layer, index_end, train = std::move(train)]() {
-      build_layer(L, layer, index_end, train);
+      add_stats(layer, detail::build_layer(config_, threads(), L, index_end, train));
     };
     const bool background = config_.async_build &&
                             (config_.policy == Policy::kRoarGraph ||
@@ -457,20 +419,20 @@ class KVVectorStore {
 
   // ---- save / load --------------------------------------------------------------------------
 
-  static constexpr const char* kFileMagic = "RKVSEQ01";
-  static constexpr uint32_t kFileVersion = 1;
+  static constexpr const char* kFileMagic = detail::kSequenceFileMagic;
+  static constexpr uint32_t kFileVersion = detail::kSequenceFileVersion;
 
   /// Writes the sequence (every layer's KV, indexes and decode state) to a versioned,
   /// checksummed file, atomically. A store with the same shape and policy loads it.
   void save_sequence(SeqId seq, const std::string& path) {
     auto s = find(seq);
     BinaryWriter w(kFileMagic, kFileVersion);
-    write_header(w);
+    detail::write_sequence_header(config_, w);
     for (int l = 0; l < config_.n_layers; ++l) {
       detail::StoreLayer& L = *s->layers[l];
       std::lock_guard lock(L.mutex);
       L.wait_build();
-      write_layer(w, L);
+      detail::write_sequence_layer(config_, w, L);
     }
     try {
       w.save(path);
@@ -489,8 +451,9 @@ class KVVectorStore {
     int64_t bytes = 0;
     try {
       BinaryReader r = BinaryReader::open(path, kFileMagic, kFileVersion, kFileVersion);
-      read_header(r, path);
-      for (int l = 0; l < config_.n_layers; ++l) read_layer(r, *s->layers[l], path);
+      detail::read_sequence_header(config_, r, path);
+      for (int l = 0; l < config_.n_layers; ++l)
+        detail::read_sequence_layer(config_, threads(), r, *s->layers[l], path);
       r.expect_end();
       for (auto& L : s->layers) bytes += layer_bytes(*L);
     } catch (const StoreError&) {
@@ -573,37 +536,11 @@ class KVVectorStore {
     stats_[layer].add(st);
   }
 
-  // Builds every KV head's index of a freshly prefilled layer (possibly on a background thread;
-  // the layer is not touched by anyone else until wait_build()).
-  void build_layer(detail::StoreLayer& L, int layer, int64_t index_end,
-                   const std::vector<Matrix<float>>& train) {
-    const auto t0 = std::chrono::steady_clock::now();
-    const PolicyParams& pp = config_.params;
-    LayerStats st;
-    for (int h = 0; h < config_.n_kv_heads; ++h) {
-      detail::HeadIndex& hi = L.heads[h];
-      if (config_.policy == Policy::kWave) {
-        Matrix<float> keys = detail::rows_to_float(L.k[h], 0, L.n_tokens);
-        Matrix<float> values = detail::rows_to_float(L.v[h], 0, L.n_tokens);
-        hi.wave =
-            std::make_unique<WaveIndex>(keys.view(), values.view(), detail::store_wave_params(pp));
-      } else {
-        ConstMatrixView<float> tq =
-            train[h].rows() > 0 ? train[h].view() : ConstMatrixView<float>();
-        detail::build_head_index(hi, config_.policy, pp, threads(), L.k[h], pp.n_sink, index_end,
-                                 tq);
-      }
-      ++st.index_builds;
-    }
-    st.build_seconds = detail::seconds_between(t0, std::chrono::steady_clock::now());
-    add_stats(layer, st);
-  }
-
   void attend_batch(const std::vector<SeqId>& seqs, int layer, ConstMatrixView<float> q,
                     MatrixView<float> out, float* lse, const ConstMatrixView<float>* q_heads,
                     const MatrixView<float>* out_heads) {
     check_layer(layer);
-    const int d = config_.head_dim, Hq = config_.n_q_heads, H = config_.n_kv_heads;
+    const int d = config_.head_dim, Hq = config_.n_q_heads;
     const int64_t b = static_cast<int64_t>(seqs.size());
     RETROKV_CHECK(b >= 1, "seqs: expected at least one sequence, got none");
     if (q_heads) {  // single attend with (n_q_heads, d) views
@@ -639,350 +576,8 @@ class KVVectorStore {
     for (int64_t i = 0; i < b; ++i)
       RETROKV_CHECK(layers[i]->n_tokens > 0, "seq: sequence ", seqs[i], " holds no positions in ",
                     "layer ", layer, " (prefill or append first)");
-    // One work item per (sequence, KV head); results do not depend on the thread count.
-    const int64_t items = b * H;
-    std::vector<LayerStats> item_stats(static_cast<size_t>(items));
-    auto run = [&](int64_t it) {
-      const int64_t i = it / H;
-      const int h = static_cast<int>(it % H);
-      const int g = config_.group_size();
-      const float* qp = q_heads ? q_heads->row(int64_t{h} * g) : q.row(i) + int64_t{h} * g * d;
-      const int64_t qld = q_heads ? q_heads->ld : d;
-      float* op = out_heads ? out_heads->row(int64_t{h} * g) : out.row(i) + int64_t{h} * g * d;
-      const int64_t old = out_heads ? out_heads->ld : d;
-      attend_head(*layers[i], h, ConstMatrixView<float>(qp, g, d, qld),
-                  MatrixView<float>(op, g, d, old), lse ? lse + i * Hq + int64_t{h} * g : nullptr,
-                  item_stats[it]);
-    };
-    if (items == 1 || threads() == 1 || omp_in_parallel()) {
-      for (int64_t i = 0; i < b; ++i) {
-        // The wave policy runs the KV heads of a sequence as one interleaved batch (see
-        // WaveIndex::attend_steps): equal results, fewer cold-miss stalls.
-        if (attend_wave_heads(*layers[i], q_heads ? *q_heads : q.slice_rows(i, 1),
-                              out_heads ? *out_heads : out.slice_rows(i, 1), q_heads != nullptr,
-                              lse ? lse + i * Hq : nullptr, item_stats.data() + i * H))
-          continue;
-        for (int h = 0; h < H; ++h) run(i * H + h);
-      }
-    } else {
-      std::exception_ptr error;
-      std::mutex error_mutex;
-#pragma omp parallel for schedule(dynamic, 1) num_threads(std::min <int64_t>(threads(), items))
-      for (int64_t it = 0; it < items; ++it) {
-        try {
-          run(it);
-        } catch (...) {
-          std::lock_guard g(error_mutex);
-          if (!error) error = std::current_exception();
-        }
-      }
-      if (error) std::rethrow_exception(error);
-    }
-    LayerStats st;
-    st.attend_calls = b;
-    for (const auto& s : item_stats) st.add(s);
-    add_stats(layer, st);
-  }
-
-  // The wave step of every KV head of one sequence at once (WaveIndex::attend_steps), when all
-  // of the layer's heads have an index covering all positions; false (nothing done) otherwise.
-  // heads: q is (n_q_heads, d) per-head rows (q_heads) or one row (1, n_q_heads * d); out alike.
-  // Per-head stats as attend_head's; the batch's time is split evenly over its heads.
-  bool attend_wave_heads(const detail::StoreLayer& L, ConstMatrixView<float> q,
-                         MatrixView<float> out, bool heads, float* lse_out, LayerStats* st) const {
-    // Fixed-size buffers (no allocation per step); larger shapes take the per-head path.
-    constexpr int kMaxHeads = 64, kMaxQueryHeads = 512;
-    const int H = config_.n_kv_heads, g = config_.group_size(), d = config_.head_dim;
-    const bool own_lse = lse_out == nullptr;
-    if (config_.policy != Policy::kWave || H > kMaxHeads ||
-        (own_lse && int64_t{H} * g > kMaxQueryHeads))
-      return false;
-    for (int h = 0; h < H; ++h)
-      if (!L.heads[h].wave || L.heads[h].wave->size() != L.n_tokens) return false;
-    WaveIndex::Step steps[kMaxHeads];
-    WaveStats ws[kMaxHeads];
-    float lse_buf[kMaxQueryHeads];
-    for (int h = 0; h < H; ++h) {
-      WaveIndex::Step& s = steps[h];
-      s.index = L.heads[h].wave.get();
-      if (heads) {
-        s.q = ConstMatrixView<float>(q.row(int64_t{h} * g), g, d, q.ld);
-        s.o = MatrixView<float>(out.row(int64_t{h} * g), g, d, out.ld);
-      } else {
-        s.q = ConstMatrixView<float>(q.row(0) + int64_t{h} * g * d, g, d, d);
-        s.o = MatrixView<float>(out.row(0) + int64_t{h} * g * d, g, d, d);
-      }
-      s.lse = (own_lse ? lse_buf : lse_out) + int64_t{h} * g;
-      s.stats = &ws[h];
-    }
-    const WaveParams wp = detail::store_wave_params(config_.params);
-    const auto t0 = std::chrono::steady_clock::now();
-    WaveIndex::attend_steps(steps, H, config_.effective_scale(), &wp.budget);
-    const double sec = detail::seconds_between(t0, std::chrono::steady_clock::now()) / H;
-    for (int h = 0; h < H; ++h) {
-      LayerStats& x = st[h];
-      x.head_steps = 1;
-      x.context_tokens = L.n_tokens;
-      x.exact_seconds = sec;
-      x.steady_tokens = ws[h].steady_tokens;
-      x.selected_tokens = ws[h].retrieval_tokens;
-      x.keys_scanned = ws[h].n_clusters;
-      x.estimated_clusters = ws[h].estimation_clusters;
-      x.estimated_tokens = ws[h].estimation_tokens;
-      x.exact_tokens = x.steady_tokens + x.selected_tokens;
-    }
-    return true;
-  }
-
-  // The hybrid decode step of one GQA group qg (g, d) over one KV head of a layer: exact steady
-  // zone, exact selection, wave estimate, natural-log LSE merge. Writes og (g, d), lse (g).
-  void attend_head(const detail::StoreLayer& L, int h, ConstMatrixView<float> qg,
-                   MatrixView<float> og, float* lse_out, LayerStats& st) const {
-    dispatch_dtype(config_.kv_dtype, [&](auto tag) {
-      using T = decltype(tag);
-      attend_head_typed<T>(L, h, qg, og, lse_out, st);
-    });
-  }
-
-  template <typename T>
-  void attend_head_typed(const detail::StoreLayer& L, int h, ConstMatrixView<float> qg,
-                         MatrixView<float> og, float* lse_out, LayerStats& st) const {
-    using Clock = std::chrono::steady_clock;
-    const int g = static_cast<int>(qg.rows), d = config_.head_dim;
-    const float scale = config_.effective_scale();
-    const PolicyParams& pp = config_.params;
-    const detail::HeadIndex& hi = L.heads[h];
-    const int64_t n = L.n_tokens;
-    const ConstMatrixView<T> K = L.k[h].view<T>(), V = L.v[h].view<T>();
-    std::vector<float> lse_buf(static_cast<size_t>(g));
-    float* lse = lse_out ? lse_out : lse_buf.data();
-    st.head_steps = 1;
-    st.context_tokens = n;
-    const bool wave = config_.policy == Policy::kWave && hi.wave && hi.wave->size() == n;
-    if (config_.policy == Policy::kFull || (config_.policy == Policy::kWave && !wave)) {
-      const auto t0 = Clock::now();
-      cpu::attend_full<T>(qg, K, V, scale, og, lse);
-      st.exact_seconds = detail::seconds_between(t0, Clock::now());
-      st.exact_tokens = st.steady_tokens = n;
-      return;
-    }
-    if (wave) {
-      // The wave index runs its own tripartite step (steady + retrieval exact, estimation zone
-      // from centroids, LSE-merged); it is timed as one, in exact_seconds.
-      const WaveParams wp = detail::store_wave_params(pp);
-      WaveStats ws;
-      const auto t0 = Clock::now();
-      hi.wave->attend(qg, scale, og, lse, &ws, &wp.budget);
-      st.exact_seconds = detail::seconds_between(t0, Clock::now());
-      st.steady_tokens = ws.steady_tokens;
-      st.selected_tokens = ws.retrieval_tokens;
-      st.keys_scanned = ws.n_clusters;
-      st.estimated_clusters = ws.estimation_clusters;
-      st.estimated_tokens = ws.estimation_tokens;
-      st.exact_tokens = st.steady_tokens + st.selected_tokens;
-      return;
-    }
-    // states (2, g, d): steady, selected (exact); lses (2, g) natural-log. (Not allocated on the
-    // wave path above, whose step keeps its buffers in per-thread scratch.)
-    const int zones = 2;
-    std::vector<float> states(static_cast<size_t>(zones) * g * d),
-        lses(static_cast<size_t>(zones) * g);
-    auto state = [&](int z) { return MatrixView<float>(states.data() + z * g * d, g, d); };
-    {
-      const int64_t n_sink = pp.n_sink;
-      const int64_t sink_end = std::min(n_sink, n);
-      const int64_t idx_end = std::clamp(hi.indexed_end, n_sink, std::max(n, n_sink));
-      const int64_t tail_begin = std::max(sink_end, std::min(idx_end, n));
-      const int64_t available = std::max<int64_t>(0, std::min(idx_end, n) - n_sink);
-      const int64_t budget = pp.budget_for(n, available);
-      auto t0 = Clock::now();
-      const std::vector<int32_t> selected = detail::select_tokens<T>(
-          hi, config_.policy, pp, qg, K, n_sink, n_sink + available, budget, &st.keys_scanned);
-      auto t1 = Clock::now();
-      std::vector<int32_t> steady;
-      steady.reserve(static_cast<size_t>(sink_end + n - tail_begin));
-      for (int64_t i = 0; i < sink_end; ++i) steady.push_back(static_cast<int32_t>(i));
-      for (int64_t i = tail_begin; i < n; ++i) steady.push_back(static_cast<int32_t>(i));
-      cpu::attend_ids<T>(qg, K, V, steady.data(), static_cast<int64_t>(steady.size()), scale,
-                         state(0), lses.data());
-      cpu::attend_ids<T>(qg, K, V, selected.data(), static_cast<int64_t>(selected.size()), scale,
-                         state(1), lses.data() + g);
-      auto t2 = Clock::now();
-      st.select_seconds = detail::seconds_between(t0, t1);
-      st.exact_seconds = detail::seconds_between(t1, t2);
-      st.steady_tokens = static_cast<int64_t>(steady.size());
-      st.selected_tokens = static_cast<int64_t>(selected.size());
-    }
-    const auto t0 = Clock::now();
-    std::vector<float> o3(static_cast<size_t>(zones) * d);
-    for (int hh = 0; hh < g; ++hh) {
-      float l[3];
-      for (int z = 0; z < zones; ++z) {
-        std::copy(state(z).row(hh), state(z).row(hh) + d, o3.data() + z * d);
-        l[z] = lses[z * g + hh];
-      }
-      lse[hh] = merge_states_n(o3.data(), l, zones, d, og.row(hh));
-    }
-    st.merge_seconds = detail::seconds_between(t0, Clock::now());
-    st.exact_tokens = st.steady_tokens + st.selected_tokens;
-  }
-
-  // ---- file format ----------------------------------------------------------------------
-  // header: n_layers, n_q_heads, n_kv_heads, head_dim (i32), kv_dtype, policy (u8), n_sink,
-  // n_local (i32), update_interval (i64), quest_page_size (i32); per layer: started (bool),
-  // n_tokens, n_prefill, since_update (i64); per KV head: indexed_end (i64), K and V bytes,
-  // then the index: RoarGraph image / wave image (u64 size + bytes); quest and flat rebuild.
-
-  void write_header(BinaryWriter& w) const {
-    w.write<int32_t>(config_.n_layers);
-    w.write<int32_t>(config_.n_q_heads);
-    w.write<int32_t>(config_.n_kv_heads);
-    w.write<int32_t>(config_.head_dim);
-    w.write<uint8_t>(static_cast<uint8_t>(config_.kv_dtype));
-    w.write<uint8_t>(static_cast<uint8_t>(config_.policy));
-    w.write<int32_t>(config_.params.n_sink);
-    w.write<int32_t>(config_.params.n_local);
-    w.write<int64_t>(config_.params.update_interval);
-    w.write<int32_t>(config_.params.quest_page_size);
-  }
-
-  void read_header(BinaryReader& r, const std::string& path) const {
-    auto expect = [&](const char* field, int64_t saved, int64_t mine) {
-      if (saved != mine)
-        RETROKV_STORE_FAIL(StoreErrorCode::kFile, "path: '", path, "' was saved with ", field,
-                           " = ", saved, ", this store has ", field, " = ", mine);
-    };
-    expect("n_layers", r.read<int32_t>(), config_.n_layers);
-    expect("n_q_heads", r.read<int32_t>(), config_.n_q_heads);
-    expect("n_kv_heads", r.read<int32_t>(), config_.n_kv_heads);
-    expect("head_dim", r.read<int32_t>(), config_.head_dim);
-    const uint8_t dt = r.read<uint8_t>();
-    if (dt != static_cast<uint8_t>(config_.kv_dtype))
-      RETROKV_STORE_FAIL(StoreErrorCode::kFile, "path: '", path,
-                         "' was saved with kv_dtype = ", dtype_name(static_cast<DType>(dt)),
-                         ", this store has ", dtype_name(config_.kv_dtype));
-    const uint8_t pol = r.read<uint8_t>();
-    if (pol != static_cast<uint8_t>(config_.policy))
-      RETROKV_STORE_FAIL(StoreErrorCode::kFile, "path: '", path, "' was saved with policy ",
-                         policy_name(static_cast<Policy>(pol)), ", this store has ",
-                         policy_name(config_.policy));
-    expect("params.n_sink", r.read<int32_t>(), config_.params.n_sink);
-    expect("params.n_local", r.read<int32_t>(), config_.params.n_local);
-    expect("params.update_interval", r.read<int64_t>(), config_.params.update_interval);
-    expect("params.quest_page_size", r.read<int32_t>(), config_.params.quest_page_size);
-  }
-
-  void write_layer(BinaryWriter& w, const detail::StoreLayer& L) const {
-    w.write<bool>(L.started);
-    w.write<int64_t>(L.n_tokens);
-    w.write<int64_t>(L.n_prefill);
-    w.write<int64_t>(L.since_update);
-    for (int h = 0; h < config_.n_kv_heads; ++h) {
-      const detail::HeadIndex& hi = L.heads[h];
-      w.write<int64_t>(hi.indexed_end);
-      w.write_bytes(L.k[h].bytes(), static_cast<size_t>(L.n_tokens * L.k[h].row_bytes()));
-      w.write_bytes(L.v[h].bytes(), static_cast<size_t>(L.n_tokens * L.v[h].row_bytes()));
-      std::vector<uint8_t> image;
-      if (hi.roar) image = hi.roar->to_bytes();
-      if (hi.wave) image = wave_to_bytes(*hi.wave);
-      w.write_vector(image);
-    }
-  }
-
-  void read_layer(BinaryReader& r, detail::StoreLayer& L, const std::string& path) const {
-    const int d = config_.head_dim;
-    const PolicyParams& pp = config_.params;
-    L.started = r.read<bool>();
-    L.n_tokens = r.read<int64_t>();
-    L.n_prefill = r.read<int64_t>();
-    L.since_update = r.read<int64_t>();
-    r.check(L.n_tokens >= 0 && L.n_tokens < (int64_t{1} << 31) - 1 && L.n_prefill >= 0 &&
-                L.n_prefill <= L.n_tokens && L.since_update >= 0 &&
-                L.since_update < std::max<int64_t>(1, pp.update_interval) &&
-                (L.started || L.n_tokens == 0),
-            "layer counters");
-    for (int h = 0; h < config_.n_kv_heads; ++h) {
-      detail::HeadIndex& hi = L.heads[h];
-      hi.indexed_end = r.read<int64_t>();
-      r.check(hi.indexed_end >= pp.n_sink &&
-                  (hi.indexed_end == pp.n_sink || hi.indexed_end <= L.n_tokens),
-              "indexed_end ", hi.indexed_end);
-      const uint64_t row_bytes = static_cast<uint64_t>(L.k[h].row_bytes());
-      r.check(static_cast<uint64_t>(L.n_tokens) <= r.remaining() / (2 * row_bytes), "KV truncated");
-      for (KVRows* rows : {&L.k[h], &L.v[h]}) {
-        std::vector<uint8_t> raw(static_cast<size_t>(L.n_tokens * row_bytes));
-        r.read_bytes(raw.data(), raw.size());
-        rows->reserve_extra(L.n_tokens);
-        rows->append_bytes(raw.data(), L.n_tokens);
-      }
-      std::vector<uint8_t> image = r.read_vector<uint8_t>();
-      const int64_t indexed =
-          std::max<int64_t>(0, std::min(hi.indexed_end, L.n_tokens) - pp.n_sink);
-      const Policy p = config_.policy;
-      if (p == Policy::kRoarGraph) {
-        r.check(image.empty() == (indexed == 0), "RoarGraph image presence");
-        if (!image.empty()) {
-          hi.roar = std::make_unique<RoarGraphIndex>(RoarGraphIndex::from_bytes(std::move(image)));
-          r.check(hi.roar->size() == indexed && hi.roar->dim() == d, "RoarGraph size");
-        }
-      } else if (p == Policy::kWave) {
-        if (!image.empty()) {
-          hi.wave = std::make_unique<WaveIndex>(wave_from_bytes(image, path));
-          r.check(hi.wave->size() == L.n_tokens && hi.wave->dim() == d, "wave index size");
-        }
-      } else {
-        r.check(image.empty(), "unexpected index image for policy ", policy_name(p));
-        if (p == Policy::kQuest && indexed > 0) {
-          const int64_t end = hi.indexed_end;
-          hi.indexed_end = pp.n_sink;
-          detail::build_head_index(hi, p, pp, threads(), L.k[h], pp.n_sink, end,
-                                   ConstMatrixView<float>());
-        }
-      }
-    }
-    // Stored values must be finite, as the inputs they came from were.
-    for (int h = 0; h < config_.n_kv_heads; ++h) {
-      for (const KVRows* rows : {&L.k[h], &L.v[h]}) {
-        Matrix<float> f = detail::rows_to_float(*rows, 0, rows->rows());
-        for (int64_t i = 0; i < f.rows() * f.cols(); ++i)
-          r.check(std::isfinite(f.data()[i]), "non-finite stored value");
-      }
-    }
-  }
-
-  // WaveIndex saves to a path only: go through a private temporary file.
-  static std::string temp_path(const char* what) {
-    static std::atomic<uint64_t> counter{0};
-    return (std::filesystem::temp_directory_path() /
-            ("retrokv-" + std::string(what) + "-" + std::to_string(::getpid()) + "-" +
-             std::to_string(counter.fetch_add(1))))
-        .string();
-  }
-  static std::vector<uint8_t> wave_to_bytes(const WaveIndex& w) {
-    const std::string tmp = temp_path("wave-save");
-    try {
-      w.save(tmp);
-      std::vector<uint8_t> bytes = read_file(tmp);
-      std::filesystem::remove(tmp);
-      return bytes;
-    } catch (...) {
-      std::error_code ec;
-      std::filesystem::remove(tmp, ec);
-      throw;
-    }
-  }
-  static WaveIndex wave_from_bytes(const std::vector<uint8_t>& bytes, const std::string& path) {
-    const std::string tmp = temp_path("wave-load");
-    try {
-      write_file_atomic(tmp, bytes.data(), bytes.size());
-      WaveIndex w = WaveIndex::load(tmp);
-      std::filesystem::remove(tmp);
-      return w;
-    } catch (const Error& e) {
-      std::error_code ec;
-      std::filesystem::remove(tmp, ec);
-      RETROKV_STORE_FAIL(StoreErrorCode::kFile, "path: '", path, "': wave index: ", e.what());
-    }
+    add_stats(layer,
+              detail::attend_layers(config_, threads(), layers, q, out, lse, q_heads, out_heads));
   }
 
   StoreConfig config_;
