@@ -26,6 +26,8 @@ STYLE = {
 PREFIX_STYLE = {
     "wave_var_tpc": ("tab:brown", "P", "-"),
     "wave_tpc": ("tab:orange", "P", "--"),
+    # Estimation zone from low-bit per-token codes (WaveQuantizedZone, --wave-q-bits).
+    "wave_q": ("tab:olive", "X", "-"),
 }
 
 

@@ -13,6 +13,7 @@
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <span>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -24,6 +25,7 @@
 #include "retrokv/index/quest_index.h"
 #include "retrokv/index/roar_graph.h"
 #include "retrokv/index/wave_index.h"
+#include "retrokv/index/wave_quantized_zone.h"
 
 namespace retrokv::eval {
 namespace {
@@ -45,6 +47,11 @@ struct FidelityOptions {
   // wave_var_tpc<N> at extra_budgets (fractions of its clusters).
   int extra_tpc = 0;
   std::vector<double> extra_budgets{0.03, 0.04, 0.05};
+  // Quantized estimation zones (decomp_quant_<spec>, fidelity_estimators.h QuantSpec): the wave
+  // zones at each budget with the estimation zone's tokens attended from low-bit codes.
+  std::vector<QuantSpec> quant;
+  // wave_q<bits>: the default zones with the estimation zone from WaveQuantizedZone (library).
+  int wave_q_bits = 4;
 };
 
 // Errors and exact shares collected for one (method, budget) over queries and heads.
@@ -52,6 +59,7 @@ struct Samples {
   std::vector<double> errs;
   double exact_sum = 0.0;
   int64_t n_queries = 0;
+  std::map<std::string, double> extra_sum;  // per-query figures reported as their mean
   void add(double exact_frac) {
     exact_sum += exact_frac;
     ++n_queries;
@@ -160,6 +168,13 @@ HeadResult evaluate_head(const HeadData& h, const FidelityOptions& opt) {
   std::vector<int32_t> ids, order(static_cast<size_t>(n_mid));
   ClusterMoments moments;
   moments.cap = opt.decompose_cap;
+  std::vector<QuantizedTokens> quant(opt.quant.size());
+  // The library's quantized zone, extended by the clusters of every segment the wave index adds.
+  WaveQuantParams qp;
+  qp.key_bits = qp.value_bits = opt.wave_q_bits;
+  WaveQuantizedZone qzone(d, qp);
+  Matrix<float> oq(g, d);
+  std::vector<float> lseq(g);
   std::vector<double> od(d);
   using RowMajorF = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 
@@ -178,10 +193,11 @@ HeadResult evaluate_head(const HeadData& h, const FidelityOptions& opt) {
     const ConstMatrixView<float> cv = h.values.view().slice_rows(0, ctx);
     std::vector<AttentionState> ref;
     for (int j = 0; j < g; ++j) ref.push_back(reference_attention(q.row(j), ck, cv, scale));
-    auto record = [&](const std::string& method, double budget, int64_t exact_tokens) {
+    auto record = [&](const std::string& method, double budget, int64_t exact_tokens) -> Samples& {
       Samples& s = res.samples[{method, budget}];
       for (int j = 0; j < g; ++j) s.errs.push_back(rel_err(o.row(j), ref[j]));
       s.add(double(exact_tokens) / double(ctx));
+      return s;
     };
 
     // Group score of every candidate token: max over the group's heads of q.k.
@@ -240,6 +256,63 @@ HeadResult evaluate_head(const HeadData& h, const FidelityOptions& opt) {
       WaveStats st0;
       wave.attend(q, scale, o.view(), lse.data(), &st0, &wb);
       record("wave_no_estimate", b, st0.steady_tokens + st0.retrieval_tokens);
+      {
+        // wave_q<bits>: steady + retrieval exact (as wave_no_estimate), LSE-merged with the
+        // default estimation zone attended from WaveQuantizedZone's codes.
+        if (qzone.n_clusters() < wave.n_clusters()) {
+          const auto& off = wave.cluster_offsets();
+          const int64_t c0 = qzone.n_clusters(), c1 = wave.n_clusters();
+          qzone.append(wave.reordered_keys().slice_rows(off[c0], off[c1] - off[c0]),
+                       wave.reordered_values().slice_rows(off[c0], off[c1] - off[c0]),
+                       std::span<const int64_t>(off).subspan(c0, c1 - c0 + 1),
+                       wave.centroids().slice_rows(c0, c1 - c0));
+        }
+        WaveBudget qb = wb;
+        qb.estimation_frac = opt.wave.budget.estimation_frac;
+        qb.estimation_tokens = opt.wave.budget.estimation_tokens;
+        const WaveSelection sel = wave.select(q, scale, &qb);
+        RETROKV_CHECK(sel.retrieval_tokens == st0.retrieval_tokens,
+                      "wave_q: select() and attend() chose different retrieval zones");
+        qzone.estimate(q, scale, sel.estimation, oq.view(), lseq.data());
+        for (int j = 0; j < g; ++j)
+          lse[j] = merge_states({o.row(j), lse[j]}, {oq.row(j), lseq[j]}, o.row(j), d);
+        double est_bytes = 0.0;
+        for (int32_t c : sel.estimation) est_bytes += double(qzone.cluster_bytes(c));
+        Samples& s = record("wave_q" + std::to_string(opt.wave_q_bits), b,
+                            st0.steady_tokens + st0.retrieval_tokens);
+        s.extra_sum["est_tokens"] += double(sel.estimation_tokens);
+        s.extra_sum["est_bytes_read"] += est_bytes;
+        s.extra_sum["est_bytes_fp32"] += double(sel.estimation_tokens) * 2.0 * d * 4.0;
+        s.extra_sum["code_bytes"] += double(qzone.memory_bytes());
+        s.extra_sum["kv_bytes_fp32"] += double(wave.reordered_keys().rows) * 2.0 * d * 4.0;
+      }
+      if (!opt.quant.empty()) {
+        // Same zones as `wave` at this budget; the estimation zone read from low-bit codes.
+        WaveBudget db = wb;
+        db.estimation_frac = opt.wave.budget.estimation_frac;
+        db.estimation_tokens = opt.wave.budget.estimation_tokens;
+        const WaveSelection sel = wave.select(q, scale, &db);
+        const int64_t n_clustered = wave.reordered_keys().rows;
+        const auto& off = wave.cluster_offsets();
+        for (size_t i = 0; i < opt.quant.size(); ++i) {
+          if (quant[i].n_clusters != wave.n_clusters()) quant[i].compute(wave, opt.quant[i]);
+          for (int j = 0; j < g; ++j) {
+            decomposed_attend(wave, moments, q.row(j), scale, sel, EstimateMode::kQuantized,
+                              od.data(), &quant[i]);
+            for (int t = 0; t < d; ++t) o(j, t) = static_cast<float>(od[t]);
+          }
+          double est_bytes = 0.0;
+          for (int32_t c : sel.estimation)
+            est_bytes += double(opt.quant[i].cluster_bytes(off[c + 1] - off[c], d));
+          Samples& s = record("decomp_quant_" + opt.quant[i].name(), b,
+                              st.steady_tokens + sel.retrieval_tokens);
+          s.extra_sum["est_tokens"] += double(sel.estimation_tokens);
+          s.extra_sum["est_bytes_read"] += est_bytes;
+          s.extra_sum["est_bytes_fp32"] += double(sel.estimation_tokens) * 2.0 * d * 4.0;
+          s.extra_sum["code_bytes"] += double(quant[i].bytes);
+          s.extra_sum["kv_bytes_fp32"] += double(n_clustered) * 2.0 * d * 4.0;
+        }
+      }
       if (opt.decompose) {
         if (moments.n_clusters != wave.n_clusters()) moments.compute(wave);
         for (double ef_frac : opt.decompose_est) {
@@ -352,6 +425,8 @@ json summary_line(const MethodKey& key, const Samples& s, const json& layer, con
   for (double e : s.errs) mean += e;
   j["rel_err_mean"] = s.errs.empty() ? 0.0 : mean / double(s.errs.size());
   j["n_samples"] = s.errs.size();
+  for (const auto& [name, sum] : s.extra_sum)
+    j[name] = s.n_queries ? sum / double(s.n_queries) : 0.0;
   j["layer"] = layer;
   j["kv_head"] = head;
   return j;
@@ -421,6 +496,12 @@ int run_fidelity(int argc, char** argv) {
   app.add_option("--decompose-cap", opt.decompose_cap,
                  "clip of the decomp_var_* corrections (log units)");
   app.add_option("--decompose-est", dec_s, "estimation fractions for --decompose (0.232,1)");
+  std::string quant_s;
+  app.add_option("--wave-q-bits", opt.wave_q_bits,
+                 "bits of the wave_q<bits> method's codes (WaveQuantizedZone: 2, 4 or 8)");
+  app.add_option("--quant", quant_s,
+                 "quantized estimation zones to evaluate, comma-separated k<bits>v<bits>[c] "
+                 "(c: key scales per cluster channel instead of per token), e.g. k4v4,k8v8");
   app.add_flag("--no-roargraph", no_roar, "skip the RoarGraph baseline (its build is slow)");
   try {
     app.parse(argc, argv);
@@ -434,6 +515,22 @@ int run_fidelity(int argc, char** argv) {
   opt.roargraph = !no_roar;
   if (!extra_b_s.empty()) opt.extra_budgets = parse_doubles(extra_b_s, "--extra-budgets");
   if (!dec_s.empty()) opt.decompose_est = parse_doubles(dec_s, "--decompose-est");
+  if (!quant_s.empty()) {
+    std::stringstream ss(quant_s);
+    std::string item;
+    while (std::getline(ss, item, ',')) {
+      QuantSpec q;
+      int kb = 0, vb = 0, used = 0;
+      const bool ok = std::sscanf(item.c_str(), "k%dv%d%n", &kb, &vb, &used) == 2;
+      const std::string rest = ok ? item.substr(static_cast<size_t>(used)) : "";
+      RETROKV_CHECK(ok && kb >= 1 && kb <= 8 && vb >= 1 && vb <= 8 && (rest.empty() || rest == "c"),
+                    "--quant: expected k<1..8>v<1..8>[c] items, got '", item, "'");
+      q.key_bits = kb;
+      q.value_bits = vb;
+      q.key_per_channel = rest == "c";
+      opt.quant.push_back(q);
+    }
+  }
 
   std::vector<HeadData> heads;
   if (!trace_dir.empty()) {
@@ -461,6 +558,7 @@ int run_fidelity(int argc, char** argv) {
       a.errs.insert(a.errs.end(), s.errs.begin(), s.errs.end());
       a.exact_sum += s.exact_sum;
       a.n_queries += s.n_queries;
+      for (const auto& [name, sum] : s.extra_sum) a.extra_sum[name] += sum;
     }
     json rec = {{"metric", "cluster_recall_at_100"},
                 {"method", "wave"},

@@ -30,7 +30,8 @@ enum class EstimateMode {
   kSubVar,     ///< every zone cluster split in 4 sub-clusters, each with centroid + capped diag var
   kSubVarTop,  ///< kSubVar for the best-ranked quarter of the zone, kVarDiag for the rest
   kOracleZ,    ///< exact Z_i from the tokens, value = cluster mean (isolates the value error)
-  kOracleExact  ///< the cluster's tokens attended exactly (only dropped clusters remain)
+  kOracleExact,  ///< the cluster's tokens attended exactly (only dropped clusters remain)
+  kQuantized     ///< the cluster's tokens attended exactly from a QuantizedTokens copy
 };
 
 inline const char* mode_name(EstimateMode m) {
@@ -59,6 +60,8 @@ inline const char* mode_name(EstimateMode m) {
       return "oracle_z";
     case EstimateMode::kOracleExact:
       return "oracle_exact";
+    case EstimateMode::kQuantized:
+      return "quant";
   }
   return "?";
 }
@@ -178,10 +181,86 @@ struct ClusterMoments {
   }
 };
 
+/// How the estimation zone's tokens are quantized (retrokv extension, issue 5 session 4): keys as
+/// residuals from their cluster's centroid, values raw; each b-bit code is an asymmetric min/max
+/// level, `x~ = min + scale * code`, with (scale, min) per token (per row) or, for keys with
+/// `key_per_channel`, per (cluster, channel) over the cluster's tokens (KIVI's key layout).
+struct QuantSpec {
+  int key_bits = 4;
+  int value_bits = 4;
+  bool key_per_channel = false;
+  std::string name() const {
+    std::string n = "k" + std::to_string(key_bits) + "v" + std::to_string(value_bits);
+    return key_per_channel ? n + "c" : n;
+  }
+  /// Bytes of codes and float (scale, min) pairs for one cluster of s tokens of dim d.
+  int64_t cluster_bytes(int64_t s, int64_t d) const {
+    const int64_t codes = (s * d * key_bits + 7) / 8 + (s * d * value_bits + 7) / 8;
+    const int64_t scales = (key_per_channel ? 2 * d : 2 * s) + 2 * s;
+    return codes + scales * static_cast<int64_t>(sizeof(float));
+  }
+};
+
+/// Reference quantizer (plain float arithmetic, the rule the library header must reproduce):
+/// levels L = 2^bits - 1; scale = (max - min) / L, code = clamp(nearbyint((x - min) / scale),
+/// 0, L) (0 when scale is 0); dequantized x~ = min + scale * code.
+inline void quantize_group_reference(const float* x, int64_t n, int64_t stride, int bits,
+                                     float* out) {
+  float mn = INFINITY, mx = -INFINITY;
+  for (int64_t i = 0; i < n; ++i)
+    mn = std::min(mn, x[i * stride]), mx = std::max(mx, x[i * stride]);
+  const float levels = static_cast<float>((1 << bits) - 1);
+  const float sc = (mx - mn) / levels;
+  for (int64_t i = 0; i < n; ++i) {
+    float c = 0.f;
+    if (sc > 0.f) c = std::min(levels, std::max(0.f, std::nearbyint((x[i * stride] - mn) / sc)));
+    out[i * stride] = mn + sc * c;
+  }
+}
+
+/// Dequantized copy (n_clustered, d) of a wave index's reordered keys and values under `spec`.
+struct QuantizedTokens {
+  QuantSpec spec;
+  int64_t n_clusters = -1;
+  int64_t bytes = 0;  // codes + scales of every cluster
+  std::vector<float> k, v;
+  void compute(const WaveIndex& w, const QuantSpec& s) {
+    spec = s;
+    const int64_t C = w.n_clusters(), d = w.dim();
+    n_clusters = C;
+    const ConstMatrixView<float> rk = w.reordered_keys(), rv = w.reordered_values();
+    const ConstMatrixView<float> cent = w.centroids();
+    const auto& off = w.cluster_offsets();
+    k.assign(static_cast<size_t>(rk.rows * d), 0.f);
+    v.assign(static_cast<size_t>(rv.rows * d), 0.f);
+    bytes = 0;
+    std::vector<float> res;
+    for (int64_t c = 0; c < C; ++c) {
+      const int64_t b = off[c], n = off[c + 1] - off[c];
+      bytes += spec.cluster_bytes(n, d);
+      res.resize(static_cast<size_t>(n * d));
+      for (int64_t p = 0; p < n; ++p)
+        for (int64_t t = 0; t < d; ++t) res[p * d + t] = rk(b + p, t) - cent(c, t);
+      float* kk = k.data() + b * d;
+      if (spec.key_per_channel) {
+        for (int64_t t = 0; t < d; ++t)
+          quantize_group_reference(res.data() + t, n, d, spec.key_bits, kk + t);
+      } else {
+        for (int64_t p = 0; p < n; ++p)
+          quantize_group_reference(res.data() + p * d, d, 1, spec.key_bits, kk + p * d);
+      }
+      for (int64_t i = 0; i < n * d; ++i) kk[i] += cent(c, i % d);
+      for (int64_t p = 0; p < n; ++p)
+        quantize_group_reference(rv.row(b + p), d, 1, spec.value_bits, v.data() + (b + p) * d);
+    }
+  }
+};
+
 /// Output of one query head q (d) over the wave index's steady zone and retrieval clusters
 /// (exact) and estimation clusters (estimated by `mode`), in double; o receives d values.
 inline void decomposed_attend(const WaveIndex& w, const ClusterMoments& mom, const float* q,
-                              float scale, const WaveSelection& sel, EstimateMode mode, double* o) {
+                              float scale, const WaveSelection& sel, EstimateMode mode, double* o,
+                              const QuantizedTokens* qt = nullptr) {
   const int64_t d = w.dim();
   std::vector<double> a(d);
   double a2 = 0.0;
@@ -232,6 +311,11 @@ inline void decomposed_attend(const WaveIndex& w, const ClusterMoments& mom, con
     const double s = double(off[c + 1] - off[c]);
     if (mode == EstimateMode::kOracleExact) {
       for (int64_t p = off[c]; p < off[c + 1]; ++p) add_token(rk.row(p), rv.row(p));
+      continue;
+    }
+    if (mode == EstimateMode::kQuantized) {
+      for (int64_t p = off[c]; p < off[c + 1]; ++p)
+        add_token(qt->k.data() + p * d, qt->v.data() + p * d);
       continue;
     }
     if (mode == EstimateMode::kOracleZ) {
