@@ -96,6 +96,51 @@ TEST(KMeans, SphericalAssignsByLargestInnerProduct) {
   }
 }
 
+// The wave index's update shape (<= one row block, 4 clusters, even d) is assigned by an AVX-512
+// kernel instead of the Eigen GEMM; its scores must be bit-identical to the GEMM path's, which
+// the same rows take when stacked past one row block.
+TEST(KMeans, WaveUpdateShapeMatchesGemmPathBitForBit) {
+  if (!cpu::detail::kmeans_x4_path(64, 64, 4)) GTEST_SKIP() << "no AVX-512 on this CPU";
+  for (const auto& [n, d] : {std::pair<int, int>{64, 64}, {64, 128}, {40, 64}, {7, 2}, {256, 32}}) {
+    const Matrix<float> x = random_matrix(n, d, 100 + n + d);
+    for (bool spherical : {true, false}) {
+      Matrix<float> c = random_matrix(4, d, 200 + d);
+      if (spherical) {
+        for (int j = 0; j < 4; ++j) cpu::detail::normalise_row(c.row(j), d);
+      }
+      ASSERT_TRUE(cpu::detail::kmeans_x4_path(n, d, 4));
+      std::vector<int32_t> a(n);
+      std::vector<float> best(n);
+      cpu::detail::kmeans_assign(x.view(), c, spherical, a, best);
+      const int64_t reps = cpu::detail::kKMeansBlockRows / n + 1;
+      Matrix<float> xs(n * reps, d);
+      for (int64_t r = 0; r < reps; ++r)
+        for (int i = 0; i < n; ++i) std::copy(x.row(i), x.row(i) + d, xs.row(r * n + i));
+      ASSERT_FALSE(cpu::detail::kmeans_x4_path(xs.rows(), d, 4));
+      std::vector<int32_t> ag(xs.rows());
+      std::vector<float> bestg(xs.rows());
+      cpu::detail::kmeans_assign(xs.view(), c, spherical, ag, bestg);
+      for (int i = 0; i < n; ++i) {
+        ASSERT_EQ(best[i], bestg[i]) << n << " " << d << " " << spherical << " row " << i;
+        ASSERT_EQ(a[i], ag[i]) << n << " " << d << " " << spherical << " row " << i;
+      }
+    }
+  }
+  // A whole k-means of the update shape (10 iterations) matches one run with the path off.
+  const Matrix<float> x = random_matrix(64, 64, 9);
+  cpu::KMeansParams p;
+  p.n_clusters = 4;
+  p.spherical = true;
+  const cpu::KMeansResult fast = cpu::kmeans(x.view(), p);
+  cpu::set_simd_level(cpu::SimdLevel::kAvx2);
+  const cpu::KMeansResult gemm = cpu::kmeans(x.view(), p);
+  cpu::set_simd_level(cpu::supported_simd_level());
+  EXPECT_EQ(fast.assignment, gemm.assignment);
+  EXPECT_EQ(fast.sizes, gemm.sizes);
+  for (int64_t i = 0; i < 4 * 64; ++i)
+    EXPECT_EQ(fast.centroids.data()[i], gemm.centroids.data()[i]);
+}
+
 TEST(KMeans, DeterministicAcrossRunsAndThreadCounts) {
   Matrix<float> x = random_matrix(3000, 16, 9);
   cpu::KMeansParams p;

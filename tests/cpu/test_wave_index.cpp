@@ -416,6 +416,105 @@ TEST(WaveIndex, SaveLoadRoundTripIsIdentical) {
   for (int h = 0; h < 3; ++h) EXPECT_EQ(l1[h], l2[h]);
 }
 
+// A step reads the centroids and value sums in fp16: exactly the float metadata rounded to
+// nearest even, kept in step through appends (new segments) and rebuilt by load (not stored).
+TEST(WaveIndex, HalfMetadataIsTheRoundedFloatMetadata) {
+  auto s = make_ood_synthetic(3000, 16, 0, 3, 17);
+  WaveParams p = small_params();
+  p.update_interval = 128;
+  WaveIndex w(s.keys.view().slice_rows(0, 2700), s.values.view().slice_rows(0, 2700), p);
+  const int64_t built = w.n_clusters();
+  w.append(s.keys.view().slice_rows(2700, 300), s.values.view().slice_rows(2700, 300));
+  ASSERT_GT(w.n_clusters(), built);
+  const std::string path = temp_path("half");
+  w.save(path);
+  const WaveIndex r = WaveIndex::load(path);
+  std::remove(path.c_str());
+  for (const WaveIndex* x : {static_cast<const WaveIndex*>(&w), &r}) {
+    ASSERT_TRUE(x->half_metadata());
+    ASSERT_EQ(x->step_centroids().rows, x->n_clusters());
+    ASSERT_EQ(x->step_value_sums().rows, x->n_clusters());
+    for (int64_t c = 0; c < x->n_clusters(); ++c) {
+      for (int t = 0; t < 16; ++t) {
+        ASSERT_EQ(x->step_centroids()(c, t).bits, half(x->centroids()(c, t)).bits);
+        ASSERT_EQ(x->step_value_sums()(c, t).bits, half(x->value_sums()(c, t)).bits);
+      }
+    }
+  }
+}
+
+// Values past fp16's range (|x| > 65504, arbitrary input rather than model keys) would round to
+// inf: the index then reads the float metadata, from the build or from the update that brought
+// them, and stays exact where it should.
+TEST(WaveIndex, MetadataOutsideHalfRangeFallsBackToFloat) {
+  const int64_t n = 3000;
+  const int d = 16;
+  auto s = make_ood_synthetic(n + 200, d, 0, 6, 19);
+  Matrix<float> big_v(n + 200, d);
+  for (int64_t i = 0; i < n + 200; ++i)
+    for (int t = 0; t < d; ++t) big_v(i, t) = s.values(i, t) * 1e5f;
+  WaveParams p = small_params();
+  p.update_interval = 128;
+  WaveIndex a(s.keys.view().slice_rows(0, n), big_v.view().slice_rows(0, n), p);
+  EXPECT_FALSE(a.half_metadata());
+  EXPECT_EQ(a.step_centroids().rows, 0);
+  WaveIndex b(s.keys.view().slice_rows(0, n), s.values.view().slice_rows(0, n), p);
+  EXPECT_TRUE(b.half_metadata());
+  b.append(s.keys.view().slice_rows(n, 200), big_v.view().slice_rows(n, 200));
+  EXPECT_FALSE(b.half_metadata());
+  EXPECT_EQ(b.step_value_sums().rows, 0);
+  WaveBudget all;
+  all.retrieval_frac = 1.0;
+  all.estimation_frac = 0.0;
+  const float scale = 0.25f;
+  for (const WaveIndex* x :
+       {static_cast<const WaveIndex*>(&a), static_cast<const WaveIndex*>(&b)}) {
+    auto q = s.test_queries.view().slice_rows(0, 3);
+    Matrix<float> o(3, d), oe(3, d);
+    float lse[3], lse_e[3];
+    x->attend(q, scale, o.view(), lse, nullptr, &all);
+    x->attend(q, scale, oe.view(), lse_e);  // default zones: an estimation zone of huge sums
+    const int64_t m = x->size();
+    Matrix<float> vv(m, d);
+    for (int64_t i = 0; i < m; ++i)
+      for (int t = 0; t < d; ++t) vv(i, t) = x == &b && i < n ? s.values(i, t) : big_v(i, t);
+    for (int h = 0; h < 3; ++h) {
+      const AttentionState ref =
+          reference_attention(q.row(h), s.keys.view().slice_rows(0, m), vv.view(), scale);
+      for (int t = 0; t < d; ++t) {
+        EXPECT_NEAR(o(h, t), ref.o[t], 1e-5 * 1e5);
+        EXPECT_TRUE(std::isfinite(oe(h, t)));
+      }
+      EXPECT_TRUE(std::isfinite(lse_e[h]));
+    }
+  }
+}
+
+// The ranking's partition (cpu/detail/partition.h) writes the same keys in the same places on
+// every SIMD path, so the zones and the estimation zone's order do not depend on the CPU.
+TEST(WaveIndex, PartitionKernelsWriteTheSameOutput) {
+  if (cpu::supported_simd_level() != cpu::SimdLevel::kAvx512)
+    GTEST_SKIP() << "no AVX-512 on this CPU";
+  std::mt19937_64 rng(5);
+  for (int64_t n : {1, 2, 7, 8, 9, 15, 16, 17, 31, 64, 127, 480, 513}) {
+    for (int rep = 0; rep < 8; ++rep) {
+      std::set<uint64_t> distinct;
+      while (int64_t(distinct.size()) < n) distinct.insert(rng() >> (rep % 2 ? 40 : 0));
+      std::vector<uint64_t> in(distinct.begin(), distinct.end());
+      std::shuffle(in.begin(), in.end(), rng);
+      const uint64_t pivot = in[rng() % n];
+      std::vector<uint64_t> a(n, 1), b(n, 2);
+      const int64_t ga = cpu::detail::partition_keys_scalar(in.data(), n, pivot, a.data());
+      const int64_t gb = cpu::detail::partition_keys_avx512(in.data(), n, pivot, b.data());
+      ASSERT_EQ(ga, gb) << n;
+      ASSERT_EQ(a, b) << n;
+      // And it is the partition it claims to be.
+      ASSERT_EQ(a[ga], pivot);
+      for (int64_t i = 0; i < n; ++i) ASSERT_EQ(i<ga, a[i]> pivot) << i;
+    }
+  }
+}
+
 TEST(WaveIndex, SaveLoadKeepsEstimatorAndVariances) {
   auto s = make_ood_synthetic(2000, 16, 0, 2, 21);
   WaveParams p = small_params();
@@ -629,15 +728,27 @@ TEST(WaveIndex, BadInputsThrowNamingArgument) {
   EXPECT_EQ(static_cast<int64_t>(w.steady_ids().size()), 68);
 }
 
-// Group score of every cluster in double: Σ_h softmax_h(q_h.c * scale) over the centroids.
+// The centroids and value sums a decode step reads (fp16 when half_metadata()), as floats.
+Matrix<float> step_metadata(const WaveIndex& w, bool value_sums) {
+  const ConstMatrixView<float> f = value_sums ? w.value_sums() : w.centroids();
+  const ConstMatrixView<half> h = value_sums ? w.step_value_sums() : w.step_centroids();
+  Matrix<float> out(f.rows, f.cols);
+  for (int64_t c = 0; c < f.rows; ++c)
+    for (int64_t t = 0; t < f.cols; ++t) out(c, t) = w.half_metadata() ? float(h(c, t)) : f(c, t);
+  return out;
+}
+
+// Group score of every cluster in double: Σ_h softmax_h(q_h.c * scale) over the centroids the
+// step reads.
 std::vector<double> group_scores(const WaveIndex& w, ConstMatrixView<float> q, float scale) {
   const int64_t n_c = w.n_clusters();
+  const Matrix<float> cen = step_metadata(w, false);
   std::vector<double> score(n_c, 0.0), l(n_c);
   for (int64_t h = 0; h < q.rows; ++h) {
     double m = -INFINITY, z = 0.0;
     for (int64_t c = 0; c < n_c; ++c) {
       double dot = 0.0;
-      for (int64_t t = 0; t < q.cols; ++t) dot += double(q(h, t)) * w.centroids()(c, t);
+      for (int64_t t = 0; t < q.cols; ++t) dot += double(q(h, t)) * cen(c, t);
       l[c] = dot * scale;
       m = std::max(m, l[c]);
     }
@@ -716,6 +827,7 @@ TEST(WaveIndex, AttendEqualsTripartiteOfSelectedZones) {
     for (int i = 0; i < 6; ++i) {
       auto q = s.test_queries.view().slice_rows(i * g, g);
       const WaveSelection sel = w.select(q, scale, &b);
+      const Matrix<float> cen = step_metadata(w, false), vsum = step_metadata(w, true);
       Matrix<float> o(g, d);
       float lse[g];
       WaveStats st;
@@ -738,7 +850,7 @@ TEST(WaveIndex, AttendEqualsTripartiteOfSelectedZones) {
         for (int32_t c : sel.estimation) {
           double l = 0.0, corr = 0.0;
           for (int t = 0; t < d; ++t) {
-            l += double(q(h, t)) * w.centroids()(c, t) * scale;
+            l += double(q(h, t)) * cen(c, t) * scale;
             const double a = double(q(h, t)) * scale;
             corr += 0.5 * a * a * w.key_variances()(c, t);
           }
@@ -760,7 +872,7 @@ TEST(WaveIndex, AttendEqualsTripartiteOfSelectedZones) {
             const int32_t c = sel.estimation[j];
             const double size = double(w.cluster_offsets()[c + 1] - w.cluster_offsets()[c]);
             // exp(l_j - lse_E) / size is the weight of the mean value VS_c / size.
-            oe += std::exp(le[j] - total) / size * w.value_sums()(c, t);
+            oe += std::exp(le[j] - total) / size * vsum(c, t);
           }
           const double want = std::exp(x.lse - total) * x.o[t] + oe;
           EXPECT_NEAR(o(h, t), want, 2e-5) << "head " << h << " dim " << t;
@@ -809,13 +921,15 @@ TEST(WaveIndex, AttendIsBitIdenticalToZoneKernels) {
         cpu::attend_ids<float>(q, w.reordered_keys(), w.reordered_values(), rows.data(),
                                int64_t(rows.size()), scale, MatrixView<float>(zs.row(g), g, d),
                                zl.data() + g);
-        // Logits of the estimate as attend() scores them (the same row kernel, then * scale).
+        // Logits of the estimate as attend() scores them (the same row kernel over the fp16
+        // centroids, then * scale), and the fp16 value sums.
+        ASSERT_TRUE(w.half_metadata());
         const int64_t n_c = w.n_clusters();
         std::vector<float> logits(size_t(g) * n_c);
-        cpu::dot_scan<float>(q, w.centroids(), 0, n_c, logits.data());
+        cpu::dot_scan<half>(q, w.step_centroids(), 0, n_c, logits.data());
         for (float& x : logits) x *= scale;
         detail::estimate_zone(logits.data(), n_c, g, w.cluster_offsets().data(),
-                              w.value_sums().data, sel.estimation.data(),
+                              w.step_value_sums().data, sel.estimation.data(),
                               int64_t(sel.estimation.size()), d, zs.row(2 * g), zl.data() + 2 * g);
         for (int h = 0; h < g; ++h) {
           std::vector<float> merged(size_t(3) * d), want(d);

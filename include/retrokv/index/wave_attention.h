@@ -18,17 +18,19 @@ namespace retrokv::detail {
 /// Estimation zone of a GQA group (RetroInfer's estimate): per head h, with l_i = q_h.c_i*scale,
 /// Z_E = Σ s_i exp(l_i), o_E = Σ exp(l_i) VS_i / Z_E, lse_E = log Z_E (natural log).
 /// logits: (g, n_clusters) row-major; offsets: cluster c has s_c = offsets[c+1] - offsets[c]
-/// tokens; value_sums: rows VS_c (stride d); clusters: the n zone members. Writes o (g, d) rows of
+/// tokens; value_sums: rows VS_c (stride d) of VT = float or half (the wave index reads fp16 sums,
+/// WaveIndex::step_value_sums); clusters: the n zone members. Writes o (g, d) rows of
 /// stride d and lse[g]; an empty zone gives lse = -inf, o = 0. Each VS_c is read once for all
 /// heads (the zone's value sums are the bulk of the memory traffic).
 /// Variance correction (WaveEstimator::kVariance) when key_var is non-null: key_var (C, d) holds
 /// each cluster's per-dimension key variance and a2 (g, d) the squared scaled queries
 /// (q_h*scale)²; every l_i becomes l_i + min(½ Σ_t a2_ht key_var_it, cap), i.e. both the mass
 /// and the value weight of the cluster are raised by the second-order term of log-mean-exp.
+template <typename VT>
 inline void estimate_zone(const float* logits, int64_t n_clusters, int g, const int64_t* offsets,
-                          const float* value_sums, const int32_t* clusters, int64_t n, int d,
-                          float* o, float* lse, const float* key_var = nullptr,
-                          const float* a2 = nullptr, float cap = 0.f) {
+                          const VT* value_sums, const int32_t* clusters, int64_t n, int d, float* o,
+                          float* lse, const float* key_var = nullptr, const float* a2 = nullptr,
+                          float cap = 0.f) {
   std::fill(o, o + static_cast<int64_t>(g) * d, 0.f);
   if (n <= 0) {
     std::fill(lse, lse + g, -INFINITY);
@@ -47,13 +49,13 @@ inline void estimate_zone(const float* logits, int64_t n_clusters, int g, const 
   ws.size.resize(static_cast<size_t>(n));
   float* RETROKV_RESTRICT w = ws.w.data();
   float* RETROKV_RESTRICT size = ws.size.data();
-  const cpu::RowKernels<float> rk = cpu::row_kernels<float>();
-  const cpu::RowSource<float> rows{value_sums, d, clusters, 0};
+  const cpu::RowKernels<VT> rk = cpu::row_kernels<VT>();
+  const cpu::RowSource<VT> rows{value_sums, d, clusters, 0};
   if (key_var) {
     // w_h[i] = Σ_t a2_ht key_var_it for all zone clusters and heads in one pass of the
     // runtime-dispatched row kernel (each variance row read once for the group).
     const cpu::RowSource<float> vars{key_var, d, clusters, 0};
-    rk.dot_rows(a2, d, g, vars, static_cast<int>(n), d, w, n, vars, 0);
+    cpu::row_kernels<float>().dot_rows(a2, d, g, vars, static_cast<int>(n), d, w, n, vars, 0);
   }
   for (int64_t i = 0; i < n; ++i) {
     const int32_t c = clusters[i];

@@ -17,9 +17,11 @@
 #include "retrokv/core/attention_state.h"
 #include "retrokv/core/checksum.h"
 #include "retrokv/core/error.h"
+#include "retrokv/core/half.h"
 #include "retrokv/core/topk.h"
 #include "retrokv/core/view.h"
 #include "retrokv/cpu/attention.h"
+#include "retrokv/cpu/detail/partition.h"
 #include "retrokv/cpu/detail/prefetch.h"
 #include "retrokv/cpu/kmeans.h"
 #include "retrokv/index/token_index.h"
@@ -243,6 +245,15 @@ class WaveIndex : public TokenIndex {
   /// (C, d): per-dimension variance of each cluster's raw keys around its centroid (population,
   /// 1/s), used by WaveEstimator::kVariance.
   ConstMatrixView<float> key_variances() const { return view_of(key_var_); }
+  /// What a decode step reads (select, attend, search): the centroids and value sums above
+  /// rounded to fp16 (round to nearest even), which halves the two cluster-metadata streams of a
+  /// step. True unless some centroid or value sum lies outside fp16's finite range; then every
+  /// step reads the float arrays above.
+  bool half_metadata() const { return half_ok_; }
+  /// (C, d) the fp16 centroids and value sums a step reads when half_metadata() (empty views
+  /// otherwise).
+  ConstMatrixView<half> step_centroids() const { return half_view(centroids_h_); }
+  ConstMatrixView<half> step_value_sums() const { return half_view(value_sums_h_); }
   /// Steady-zone token ids (sinks first, then the rest in order) and their keys and values.
   const std::vector<int32_t>& steady_ids() const { return steady_ids_; }
   ConstMatrixView<float> steady_keys() const { return view_of(steady_keys_); }
@@ -252,12 +263,13 @@ class WaveIndex : public TokenIndex {
 
   /// Bytes of cluster metadata and bookkeeping (not the KV copy).
   int64_t memory_bytes() const override {
-    return static_cast<int64_t>(
-        (centroids_.size() + value_sums_.size() + key_var_.size() + key_mean_.size()) *
-            sizeof(float) +
-        cluster_offsets_.size() * sizeof(int64_t) +
-        (pos_ids_.size() + steady_ids_.size()) * sizeof(int32_t) +
-        segments_.size() * sizeof(WaveSegment));
+    return static_cast<int64_t>((centroids_.size() + value_sums_.size() + key_var_.size() +
+                                 key_mean_.size() + cluster_sizes_.size()) *
+                                    sizeof(float) +
+                                (centroids_h_.size() + value_sums_h_.size()) * sizeof(half) +
+                                cluster_offsets_.size() * sizeof(int64_t) +
+                                (pos_ids_.size() + steady_ids_.size()) * sizeof(int32_t) +
+                                segments_.size() * sizeof(WaveSegment));
   }
 
   static constexpr const char* kMagic = "RKVWAVE1";
@@ -394,6 +406,11 @@ class WaveIndex : public TokenIndex {
     for (const auto* v : {&x.key_mean_, &x.steady_keys_, &x.steady_values_, &x.keys_, &x.values_,
                           &x.centroids_, &x.value_sums_, &x.key_var_})
       for (float f : *v) r.check(std::isfinite(f), "non-finite value");
+    // Not stored (the file format is unchanged): derived from the float metadata.
+    x.cluster_sizes_.resize(n_c);
+    for (uint64_t c = 0; c < n_c; ++c)
+      x.cluster_sizes_[c] = static_cast<float>(x.cluster_size(static_cast<int32_t>(c)));
+    x.push_half_metadata(0);
     return x;
   }
 
@@ -526,10 +543,43 @@ class WaveIndex : public TokenIndex {
         value_sums_.push_back(static_cast<float>(vs[t]));
       }
       cluster_offsets_.push_back(cluster_offsets_.back() + km.sizes[c]);
+      cluster_sizes_.push_back(static_cast<float>(km.sizes[c]));
       push_cluster_variance(static_cast<int32_t>(n_clusters() - 1));
       ++seg.n_clusters;
     }
     segments_.push_back(seg);
+    push_half_metadata(static_cast<size_t>(seg.first_cluster) * d_);
+  }
+
+  // Extends the fp16 copies of the centroids and value sums from element `from` on (all of them
+  // after a load). A decode step streams all C centroids and gathers the estimation zone's value
+  // sums, cold in a model; in fp16 those reads are half the bytes. The rounding (relative 2^-11)
+  // moves a logit by about 5e-4 * |q.c|, far below the gaps that decide a cluster's zone, and the
+  // estimate it feeds is itself approximate (docs/results.md, issue 7 session 4: the same
+  // SmolLM2 agreement). A value past fp16's range (possible for arbitrary input, not for model
+  // keys) would round to inf: then the index drops the copies and reads the floats for good.
+  void push_half_metadata(size_t from) {
+    if (!half_ok_) return;
+    constexpr float kHalfMax = 65504.f;
+    for (size_t i = from; i < centroids_.size(); ++i) {
+      if (!(std::abs(centroids_[i]) <= kHalfMax && std::abs(value_sums_[i]) <= kHalfMax)) {
+        half_ok_ = false;
+        std::vector<half>().swap(centroids_h_);
+        std::vector<half>().swap(value_sums_h_);
+        return;
+      }
+    }
+    centroids_h_.reserve(centroids_.capacity());
+    value_sums_h_.reserve(value_sums_.capacity());
+    for (size_t i = from; i < centroids_.size(); ++i) {
+      centroids_h_.push_back(half(centroids_[i]));
+      value_sums_h_.push_back(half(value_sums_[i]));
+    }
+  }
+
+  ConstMatrixView<half> half_view(const std::vector<half>& v) const {
+    const int64_t rows = d_ ? static_cast<int64_t>(v.size()) / d_ : 0;
+    return ConstMatrixView<half>(v.empty() ? nullptr : v.data(), rows, d_);
   }
 
   // Appends the per-dimension variance (1/s) of cluster c's stored keys around its centroid.
@@ -555,7 +605,6 @@ class WaveIndex : public TokenIndex {
     std::vector<float> logits;   // (g, C) q.c*scale
     std::vector<float> e;        // (g, C) exp(logit - max_h)
     std::vector<float> score;    // (C) group score Σ_h softmax_h
-    std::vector<float> sizes;    // (C) cluster sizes
     std::vector<uint64_t> keys;  // (C) packed (score, id) ranking keys
     std::vector<uint64_t> tmp;   // (C) partition buffer of select_largest
     std::vector<int32_t> rank;   // ranked cluster ids, best first
@@ -629,9 +678,12 @@ class WaveIndex : public TokenIndex {
       cpu::detail::prefetch_bytes<3>(values_.data() + b0 * d_, lead);
       for (int64_t p = b0; p < e0; ++p) *out++ = static_cast<int32_t>(p);
     }
+    const size_t vs_row = static_cast<size_t>(d_) * (half_ok_ ? sizeof(half) : sizeof(float));
+    const char* vs = half_ok_
+                         ? static_cast<const char*>(static_cast<const void*>(value_sums_h_.data()))
+                         : static_cast<const char*>(static_cast<const void*>(value_sums_.data()));
     for (int64_t i = 0; i < sel.n_estimation; ++i)
-      cpu::detail::prefetch_bytes<3>(value_sums_.data() + sel.rank[sel.n_retrieval + i] * d_,
-                                     static_cast<size_t>(d_) * sizeof(float));
+      cpu::detail::prefetch_bytes<3>(vs + sel.rank[sel.n_retrieval + i] * vs_row, vs_row);
     return sel;
   }
 
@@ -651,10 +703,17 @@ class WaveIndex : public TokenIndex {
       for (int h = 0; h < g; ++h)
         for (int t = 0; t < d_; ++t) ws.a2[h * d_ + t] = (q(h, t) * scale) * (q(h, t) * scale);
     }
-    detail::estimate_zone(ws.logits.data(), n_c, g, cluster_offsets_.data(), value_sums_.data(),
-                          sel.rank + sel.n_retrieval, sel.n_estimation, d_, state(2).data,
-                          lses + 2 * g, variance ? key_var_.data() : nullptr,
-                          variance ? ws.a2.data() : nullptr, static_cast<float>(b.variance_cap));
+    auto estimate = [&](const auto* value_sums) {
+      detail::estimate_zone(ws.logits.data(), n_c, g, cluster_offsets_.data(), value_sums,
+                            sel.rank + sel.n_retrieval, sel.n_estimation, d_, state(2).data,
+                            lses + 2 * g, variance ? key_var_.data() : nullptr,
+                            variance ? ws.a2.data() : nullptr, static_cast<float>(b.variance_cap));
+    };
+    if (half_ok_) {
+      estimate(value_sums_h_.data());
+    } else {
+      estimate(value_sums_.data());
+    }
     cpu::attend_ids<float>(q, reordered_keys(), reordered_values(), ws.rows.data(),
                            sel.retrieval_tokens, scale, state(1), lses + g);
     ws.merged.resize(static_cast<size_t>(3) * d_);
@@ -681,25 +740,38 @@ class WaveIndex : public TokenIndex {
   // ws.logits (g, C) = q.c*scale, row-major. The project's SIMD row kernel streams the centroids
   // once for the whole group; an Eigen GEMM here cost more in packing the (C, d) centroid matrix
   // on every call (and ran at Eigen's compile-time SIMD width) than the g*C*d multiply-adds.
+  // The rows are the fp16 centroids unless half_metadata() is false.
   void score_centroids(ConstMatrixView<float> q, float scale, Scratch& ws) const {
     const int64_t n_c = n_clusters();
     const int g = static_cast<int>(q.rows);
     ws.logits.resize(static_cast<size_t>(g) * n_c);
     if (n_c == 0) return;
-    const cpu::RowKernels<float> rk = cpu::row_kernels<float>();
+    if (half_ok_) {
+      score_rows(centroids_h_.data(), q, ws.logits.data());
+    } else {
+      score_rows(centroids_.data(), q, ws.logits.data());
+    }
     float* out = ws.logits.data();
+    for (size_t i = 0; i < ws.logits.size(); ++i) out[i] *= scale;
+  }
+
+  // out (g, C) = q.c over centroid rows of type T (unscaled).
+  template <typename T>
+  void score_rows(const T* centroids, ConstMatrixView<float> q, float* out) const {
+    const int64_t n_c = n_clusters();
+    const int g = static_cast<int>(q.rows);
+    const cpu::RowKernels<T> rk = cpu::row_kernels<T>();
     // Blocks of kCentroidBlock rows; scoring row i prefetches row i + kCentroidLead (attend()
     // asked for the first kCentroidLead rows before the steady zone), so the stream stays ahead
     // of the hardware prefetcher, which starts over at every 4 KB page. Row for row the same
     // kernel path as one big block (kCentroidBlock is a multiple of every SIMD row group).
     for (int64_t i = 0; i < n_c; i += kCentroidBlock) {
       const int nb = static_cast<int>(std::min<int64_t>(kCentroidBlock, n_c - i));
-      const cpu::RowSource<float> rows{centroids_.data(), d_, nullptr, i};
-      const cpu::RowSource<float> ahead{centroids_.data(), d_, nullptr, i + kCentroidLead};
+      const cpu::RowSource<T> rows{centroids, d_, nullptr, i};
+      const cpu::RowSource<T> ahead{centroids, d_, nullptr, i + kCentroidLead};
       const int n_ahead = static_cast<int>(std::clamp<int64_t>(n_c - i - kCentroidLead, 0, nb));
       rk.dot_rows(q.data, q.ld, g, rows, nb, d_, out + i, n_c, ahead, n_ahead);
     }
-    for (size_t i = 0; i < ws.logits.size(); ++i) out[i] *= scale;
   }
 
   // Centroid rows prefetched ahead of the scoring, and rows scored per kernel call (see
@@ -712,9 +784,14 @@ class WaveIndex : public TokenIndex {
   // Prefetches centroid rows [begin, begin + count) (clipped).
   void prefetch_centroids(int64_t begin, int64_t count) const {
     const int64_t end = std::min(n_clusters(), begin + count);
-    if (end > begin)
+    if (end <= begin) return;
+    if (half_ok_) {
+      cpu::detail::prefetch_bytes<3>(centroids_h_.data() + begin * d_,
+                                     static_cast<size_t>((end - begin) * d_) * sizeof(half));
+    } else {
       cpu::detail::prefetch_bytes<3>(centroids_.data() + begin * d_,
                                      static_cast<size_t>((end - begin) * d_) * sizeof(float));
+    }
   }
 
   // Exact steady-zone natural-log LSE per head (used by the adaptive budget's total), in
@@ -746,12 +823,10 @@ class WaveIndex : public TokenIndex {
     ws.cluster_mass.resize(g);
     ws.steady_mass.resize(g);
     ws.score.assign(n_c, 0.f);
-    ws.sizes.resize(n_c);
     float* e = ws.e.data();
-    for (int64_t c = 0; c < n_c; ++c) ws.sizes[c] = static_cast<float>(cluster_size(c));
     using ArrayMap = Eigen::Map<Eigen::ArrayXf>;
     using ConstArrayMap = Eigen::Map<const Eigen::ArrayXf>;
-    const ConstArrayMap size_a(ws.sizes.data(), n_c);
+    const ConstArrayMap size_a(cluster_sizes_.data(), n_c);
     const cpu::MathKernels mk = cpu::math_kernels();
     for (int h = 0; h < g; ++h) {
       const ConstArrayMap l(logits + h * n_c, n_c);
@@ -852,9 +927,9 @@ class WaveIndex : public TokenIndex {
   }
 
   // Moves the k largest of the n DISTINCT keys to keys[0, k) (in no particular order). A
-  // quickselect whose partition is branch-free (every key is stored to both ends of a buffer and
-  // only the cursors move): std::nth_element's data-dependent branches mispredicted about half
-  // the time on these random scores and were the largest single cost of a step at 8K tokens.
+  // quickselect whose partition is branch-free (cpu/detail/partition.h): std::nth_element's
+  // data-dependent branches mispredicted about half the time on these random scores and were the
+  // largest single cost of a step at 8K tokens.
   static void select_largest(uint64_t* keys, int64_t n, int64_t k, Scratch& ws) {
     if (k <= 0 || k >= n) return;
     ws.tmp.resize(static_cast<size_t>(n));
@@ -864,16 +939,9 @@ class WaveIndex : public TokenIndex {
       // Median of three as the pivot (the keys are distinct, so only > and < occur).
       const uint64_t a = keys[lo], bk = keys[lo + (hi - lo) / 2], c = keys[hi - 1];
       const uint64_t pivot = std::max(std::min(a, bk), std::min(std::max(a, bk), c));
-      int64_t gt = 0, lt = hi - lo - 1;
-      for (int64_t i = lo; i < hi; ++i) {
-        const uint64_t x = keys[i];
-        tmp[gt] = x;
-        tmp[lt] = x;
-        gt += x > pivot;
-        lt -= x < pivot;
-      }
-      // Now tmp[0, gt) > pivot, tmp[gt] = pivot, tmp(gt, hi - lo) < pivot.
-      tmp[gt] = pivot;
+      // tmp[0, gt) > pivot, tmp[gt] = pivot, tmp(gt, hi - lo) < pivot (8 keys per step on
+      // AVX-512, the same output on every path).
+      const int64_t gt = cpu::detail::partition_keys(keys + lo, hi - lo, pivot, tmp);
       std::copy(tmp, tmp + (hi - lo), keys + lo);
       const int64_t p = lo + gt;  // the pivot's final position
       if (k <= p) {
@@ -903,9 +971,12 @@ class WaveIndex : public TokenIndex {
   std::vector<int32_t> steady_ids_;
   std::vector<float> steady_keys_, steady_values_;  // (n_steady, d)
   std::vector<int64_t> cluster_offsets_{0};         // (C + 1)
+  std::vector<float> cluster_sizes_;                // (C) as floats, for the ranking
   std::vector<int32_t> pos_ids_;                    // (n_clustered)
   std::vector<float> keys_, values_;                // (n_clustered, d), cluster-contiguous
   std::vector<float> centroids_, value_sums_;       // (C, d)
+  std::vector<half> centroids_h_, value_sums_h_;    // (C, d) the above in fp16, read by steps
+  bool half_ok_ = true;                             // all of them within fp16's range
   std::vector<float> key_var_;                      // (C, d) per-dimension key variance
   std::vector<WaveSegment> segments_;
 };
