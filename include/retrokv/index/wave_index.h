@@ -11,7 +11,9 @@
 #include <cstring>
 #include <functional>
 #include <numeric>
+#include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "retrokv/core/attention_state.h"
@@ -25,6 +27,7 @@
 #include "retrokv/index/token_index.h"
 #include "retrokv/index/wave_attention.h"
 #include "retrokv/index/wave_params.h"
+#include "retrokv/index/wave_quantized_zone.h"
 
 namespace retrokv {
 
@@ -55,6 +58,7 @@ class WaveIndex : public TokenIndex {
     d_ = static_cast<int>(keys.cols);
     key_mean_.assign(d_, 0.f);
     cluster_offsets_.assign(1, 0);
+    if (params.quantized_zone) qzone_ = WaveQuantizedZone(d_, params.quant);
     const int64_t n = keys.rows;
     n_tokens_ = n;
     n_sink_ = std::min<int64_t>(n, params.n_sink);
@@ -182,6 +186,8 @@ class WaveIndex : public TokenIndex {
                     s.q.rows, ", ", s.index->d_, "), got (", s.o.rows, ", ", s.o.cols, ")");
       RETROKV_CHECK(s.lse != nullptr, "lse: expected a pointer to ", s.q.rows, " floats, got null");
       check_budget(budget ? *budget : s.index->params_.budget);
+      check_estimator_available(budget ? *budget : s.index->params_.budget,
+                                s.index->params_.quantized_zone);
     }
     // Up to kSlots steps in flight, each with its own scratch.
     for (int i0 = 0; i0 < n; i0 += kSlots) {
@@ -249,6 +255,11 @@ class WaveIndex : public TokenIndex {
   ConstMatrixView<float> steady_values() const { return view_of(steady_values_); }
   /// Tokens appended since the last update.
   int64_t pending() const { return pending_; }
+  /// The low-bit per-token copy read by WaveEstimator::kQuantized; null unless the index was
+  /// built with params.quantized_zone.
+  const WaveQuantizedZone* quantized_zone() const {
+    return params_.quantized_zone ? &qzone_ : nullptr;
+  }
 
   /// Bytes of cluster metadata and bookkeeping (not the KV copy).
   int64_t memory_bytes() const override {
@@ -257,13 +268,15 @@ class WaveIndex : public TokenIndex {
             sizeof(float) +
         cluster_offsets_.size() * sizeof(int64_t) +
         (pos_ids_.size() + steady_ids_.size()) * sizeof(int32_t) +
-        segments_.size() * sizeof(WaveSegment));
+        segments_.size() * sizeof(WaveSegment) +
+        (params_.quantized_zone ? qzone_.memory_bytes() : 0));
   }
 
   static constexpr const char* kMagic = "RKVWAVE1";
   /// Version 2 adds budget.estimator, budget.variance_cap and the per-cluster key variances;
-  /// version 1 files still load (defaults for the new budget fields, variances recomputed).
-  static constexpr uint32_t kVersion = 2;
+  /// version 3 the quantized zone (params.quantized_zone, params.quant, then the zone's codes).
+  /// Versions 1 and 2 still load (defaults for the new fields, variances recomputed, no codes).
+  static constexpr uint32_t kVersion = 3;
 
   /// Writes the whole index (params, metadata and the KV copy) to a versioned, checksummed file.
   void save(const std::string& path) const {
@@ -299,6 +312,10 @@ class WaveIndex : public TokenIndex {
     w.write_vector(value_sums_);
     w.write_vector(key_var_);
     w.write_vector(segments_);
+    w.write<bool>(params_.quantized_zone);
+    w.write<int32_t>(params_.quant.key_bits);
+    w.write<int32_t>(params_.quant.value_bits);
+    if (params_.quantized_zone) qzone_.write_to(w);
     w.save(path);
   }
 
@@ -325,11 +342,6 @@ class WaveIndex : public TokenIndex {
       p.budget.estimator = static_cast<WaveEstimator>(r.read<int32_t>());
       p.budget.variance_cap = r.read<double>();
     }
-    try {
-      check_params(p);
-    } catch (const Error& e) {
-      r.check(false, "params: ", e.what());
-    }
     x.d_ = r.read<int32_t>();
     x.n_tokens_ = r.read<int64_t>();
     x.n_sink_ = r.read<int64_t>();
@@ -350,7 +362,26 @@ class WaveIndex : public TokenIndex {
     x.value_sums_ = r.read_vector<float>();
     if (version >= 2) x.key_var_ = r.read_vector<float>();
     x.segments_ = r.read_vector<WaveSegment>();
+    if (version >= 3) {
+      p.quantized_zone = r.read<bool>();
+      p.quant.key_bits = r.read<int32_t>();
+      p.quant.value_bits = r.read<int32_t>();
+      if (p.quantized_zone) {
+        try {
+          x.qzone_ = WaveQuantizedZone::read_from(r);
+        } catch (const Error& e) {
+          r.check(false, "quantized zone: ", e.what());
+        }
+      }
+    }
     r.expect_end();
+    // The params are checked once all of them are read (the estimator's check needs the
+    // version-3 quantized_zone flag).
+    try {
+      check_params(p);
+    } catch (const Error& e) {
+      r.check(false, "params: ", e.what());
+    }
     // Consistency: every token exactly once, shapes agree, offsets increase to the row count.
     const uint64_t n_steady = x.steady_ids_.size(), n_pos = x.pos_ids_.size();
     r.check(x.key_mean_.size() == d, "key mean size");
@@ -391,6 +422,11 @@ class WaveIndex : public TokenIndex {
       next_cluster += s.n_clusters;
     }
     r.check(next_cluster == static_cast<int64_t>(n_c), "segment table covers the clusters");
+    if (p.quantized_zone)
+      r.check(x.qzone_.dim() == x.d_ && x.qzone_.params().key_bits == p.quant.key_bits &&
+                  x.qzone_.params().value_bits == p.quant.value_bits &&
+                  x.qzone_.cluster_offsets() == x.cluster_offsets_,
+              "quantized zone does not match the clusters");
     for (const auto* v : {&x.key_mean_, &x.steady_keys_, &x.steady_values_, &x.keys_, &x.values_,
                           &x.centroids_, &x.value_sums_, &x.key_var_})
       for (float f : *v) r.check(std::isfinite(f), "non-finite value");
@@ -418,7 +454,17 @@ class WaveIndex : public TokenIndex {
     RETROKV_CHECK(p.n_local >= 0, "params.n_local: expected >= 0, got ", p.n_local);
     RETROKV_CHECK(p.update_interval >= 1, "params.update_interval: expected >= 1, got ",
                   p.update_interval);
+    for (const auto& [bits, name] : {std::pair{p.quant.key_bits, "params.quant.key_bits"},
+                                     std::pair{p.quant.value_bits, "params.quant.value_bits"}})
+      RETROKV_CHECK(bits == 2 || bits == 4 || bits == 8, name, ": expected 2, 4 or 8, got ", bits);
     check_budget(p.budget);
+    check_estimator_available(p.budget, p.quantized_zone);
+  }
+  // kQuantized reads the low-bit copy, which only an index built with quantized_zone holds.
+  static void check_estimator_available(const WaveBudget& b, bool has_quantized_zone) {
+    RETROKV_CHECK(b.estimator != WaveEstimator::kQuantized || has_quantized_zone,
+                  "budget.estimator: kQuantized needs an index built with "
+                  "params.quantized_zone = true");
   }
   static void check_budget(const WaveBudget& b) {
     RETROKV_CHECK(b.retrieval_frac >= 0.0 && b.retrieval_frac <= 1.0,
@@ -431,10 +477,11 @@ class WaveIndex : public TokenIndex {
                   b.estimation_tokens);
     RETROKV_CHECK(b.tolerance >= 0.0 && b.tolerance < 1.0,
                   "budget.tolerance: expected in [0, 1), got ", b.tolerance);
-    RETROKV_CHECK(
-        b.estimator == WaveEstimator::kCentroid || b.estimator == WaveEstimator::kVariance,
-        "budget.estimator: expected kCentroid (0) or kVariance (1), got ",
-        static_cast<int32_t>(b.estimator));
+    RETROKV_CHECK(b.estimator == WaveEstimator::kCentroid ||
+                      b.estimator == WaveEstimator::kVariance ||
+                      b.estimator == WaveEstimator::kQuantized,
+                  "budget.estimator: expected kCentroid (0), kVariance (1) or kQuantized (2), got ",
+                  static_cast<int32_t>(b.estimator));
     RETROKV_CHECK(std::isfinite(b.variance_cap) && b.variance_cap >= 0.0,
                   "budget.variance_cap: expected finite >= 0, got ", b.variance_cap);
   }
@@ -528,6 +575,15 @@ class WaveIndex : public TokenIndex {
       cluster_offsets_.push_back(cluster_offsets_.back() + km.sizes[c]);
       push_cluster_variance(static_cast<int32_t>(n_clusters() - 1));
       ++seg.n_clusters;
+    }
+    if (params_.quantized_zone && seg.n_clusters > 0) {
+      // The zone numbers its clusters as the index does (both only ever append).
+      const int64_t c0 = seg.first_cluster, c1 = n_clusters();
+      const int64_t r0 = cluster_offsets_[c0], r1 = cluster_offsets_[c1];
+      qzone_.append(view_of(keys_).slice_rows(r0, r1 - r0),
+                    view_of(values_).slice_rows(r0, r1 - r0),
+                    std::span<const int64_t>(cluster_offsets_.data() + c0, c1 - c0 + 1),
+                    view_of(centroids_).slice_rows(c0, c1 - c0));
     }
     segments_.push_back(seg);
   }
@@ -629,9 +685,10 @@ class WaveIndex : public TokenIndex {
       cpu::detail::prefetch_bytes<3>(values_.data() + b0 * d_, lead);
       for (int64_t p = b0; p < e0; ++p) *out++ = static_cast<int32_t>(p);
     }
-    for (int64_t i = 0; i < sel.n_estimation; ++i)
-      cpu::detail::prefetch_bytes<3>(value_sums_.data() + sel.rank[sel.n_retrieval + i] * d_,
-                                     static_cast<size_t>(d_) * sizeof(float));
+    if (b.estimator != WaveEstimator::kQuantized)  // kQuantized reads codes, not value sums
+      for (int64_t i = 0; i < sel.n_estimation; ++i)
+        cpu::detail::prefetch_bytes<3>(value_sums_.data() + sel.rank[sel.n_retrieval + i] * d_,
+                                       static_cast<size_t>(d_) * sizeof(float));
     return sel;
   }
 
@@ -651,10 +708,16 @@ class WaveIndex : public TokenIndex {
       for (int h = 0; h < g; ++h)
         for (int t = 0; t < d_; ++t) ws.a2[h * d_ + t] = (q(h, t) * scale) * (q(h, t) * scale);
     }
-    detail::estimate_zone(ws.logits.data(), n_c, g, cluster_offsets_.data(), value_sums_.data(),
-                          sel.rank + sel.n_retrieval, sel.n_estimation, d_, state(2).data,
-                          lses + 2 * g, variance ? key_var_.data() : nullptr,
-                          variance ? ws.a2.data() : nullptr, static_cast<float>(b.variance_cap));
+    if (b.estimator == WaveEstimator::kQuantized)
+      qzone_.estimate(q, scale,
+                      std::span<const int32_t>(sel.rank + sel.n_retrieval,
+                                               static_cast<size_t>(sel.n_estimation)),
+                      state(2), lses + 2 * g);
+    else
+      detail::estimate_zone(ws.logits.data(), n_c, g, cluster_offsets_.data(), value_sums_.data(),
+                            sel.rank + sel.n_retrieval, sel.n_estimation, d_, state(2).data,
+                            lses + 2 * g, variance ? key_var_.data() : nullptr,
+                            variance ? ws.a2.data() : nullptr, static_cast<float>(b.variance_cap));
     cpu::attend_ids<float>(q, reordered_keys(), reordered_values(), ws.rows.data(),
                            sel.retrieval_tokens, scale, state(1), lses + g);
     ws.merged.resize(static_cast<size_t>(3) * d_);
@@ -907,6 +970,7 @@ class WaveIndex : public TokenIndex {
   std::vector<float> keys_, values_;                // (n_clustered, d), cluster-contiguous
   std::vector<float> centroids_, value_sums_;       // (C, d)
   std::vector<float> key_var_;                      // (C, d) per-dimension key variance
+  WaveQuantizedZone qzone_;  // low-bit copy of keys_/values_ (params_.quantized_zone only)
   std::vector<WaveSegment> segments_;
 };
 

@@ -18,13 +18,9 @@
 #include "retrokv/core/error.h"
 #include "retrokv/core/view.h"
 #include "retrokv/cpu/simd.h"
+#include "retrokv/index/wave_params.h"
 
 namespace retrokv {
-
-struct WaveQuantParams {
-  int key_bits = 4;    ///< bits per key code: 2, 4 or 8 (4 measured best per byte, session 4)
-  int value_bits = 4;  ///< bits per value code: 2, 4 or 8
-};
 
 /// Quantized, cluster-contiguous copy of a wave index's clustered keys and values (n, d) for
 /// the estimation zone. Row j of cluster c is stored as b-bit codes x_t -> code_t with

@@ -57,7 +57,12 @@ inline int64_t index_bytes_estimate(Policy p, const PolicyParams& pp, int64_t n,
       return n * (int64_t{8} * d + 48 + int64_t{16} * pp.roar.M) + 8 + 4 * pp.roar.n_entry_points;
     case Policy::kWave: {  // KV copy, ids, per cluster centroid + value sum + offset
       const int64_t clusters = n / std::max(1, pp.wave.tokens_per_cluster) + 1;
-      return n * (int64_t{8} * d + 8) + clusters * (int64_t{8} * d + 8) + 8 * int64_t{d};
+      int64_t bytes = n * (int64_t{8} * d + 8) + clusters * (int64_t{8} * d + 8) + 8 * int64_t{d};
+      if (pp.wave.quantized_zone)  // codes + (scale, min) per row, the zone's centroids, offsets
+        bytes += n * ((int64_t{d} * (pp.wave.quant.key_bits + pp.wave.quant.value_bits) + 7) / 8 +
+                      16) +
+                 clusters * (int64_t{4} * d + 8);
+      return bytes;
     }
   }
   return 0;
