@@ -182,6 +182,36 @@ TEST(WaveIndexQuantized, QuantizedEstimateBeatsCentroidFormulaAtSameZones) {
   EXPECT_LT(e_q, 1.4 * e_oracle);  // 4-bit codes stay close to reading the zone exactly
 }
 
+// Every SIMD level (the fused AVX-512 4-bit kernels, the AVX2 unpack, the scalar table) gives
+// the same estimate up to float summation order, for d with and without a 32-element tail.
+TEST(WaveIndexQuantized, EstimateAgreesAcrossSimdLevels) {
+  const cpu::SimdLevel best = cpu::supported_simd_level();
+  for (const int d : {64, 96, 40}) {
+    const SyntheticAttention s = make_ood_synthetic(3000, d, 0, 3, 57 + d);
+    WaveIndex w(s.keys.view(), s.values.view(), quantized_params());
+    const WaveSelection sel = w.select(s.test_queries.view(), 0.2f);
+    ASSERT_FALSE(sel.estimation.empty());
+    std::vector<std::vector<float>> outs;
+    for (const cpu::SimdLevel level :
+         {cpu::SimdLevel::kScalar, cpu::SimdLevel::kAvx2, cpu::SimdLevel::kAvx512}) {
+      if (static_cast<int>(level) > static_cast<int>(best)) continue;
+      cpu::set_simd_level(level);
+      Matrix<float> o(3, d);
+      std::vector<float> lse(3);
+      w.quantized_zone()->estimate(s.test_queries.view(), 0.2f, sel.estimation, o.view(),
+                                   lse.data());
+      std::vector<float> v(o.data(), o.data() + 3 * d);
+      v.insert(v.end(), lse.begin(), lse.end());
+      outs.push_back(v);
+    }
+    cpu::set_simd_level(best);
+    for (size_t i = 1; i < outs.size(); ++i)
+      for (size_t t = 0; t < outs[0].size(); ++t)
+        ASSERT_NEAR(outs[i][t], outs[0][t], 2e-5f * (1.f + std::abs(outs[0][t])))
+            << "d " << d << " level " << i << " element " << t;
+  }
+}
+
 TEST(WaveIndexQuantized, SaveLoadRoundTripKeepsTheCodes) {
   auto s = make_ood_synthetic(3000, 16, 0, 3, 47);
   WaveParams p = quantized_params();
