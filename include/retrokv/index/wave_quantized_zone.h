@@ -18,6 +18,7 @@
 #include "retrokv/core/checksum.h"
 #include "retrokv/core/error.h"
 #include "retrokv/core/view.h"
+#include "retrokv/cpu/detail/prefetch.h"
 #include "retrokv/cpu/simd.h"
 #include "retrokv/index/wave_params.h"
 
@@ -250,7 +251,6 @@ class WaveQuantizedZone {
     ws.rows.resize(static_cast<size_t>(max_size) * d_);
     ws.w.resize(static_cast<size_t>(g) * max_size);
     ws.acc.assign(static_cast<size_t>(g) * d_, 0.f);
-    ws.bias.assign(g, 0.f);
     for (int h = 0; h < g; ++h)
       for (int t = 0; t < d_; ++t) {
         ws.a[h * d_ + t] = q(h, t) * scale;
@@ -277,8 +277,21 @@ class WaveQuantizedZone {
 
     // Pass 1: l = a.c + min * sum(a) + scale * (a . code), the codes of a cluster unpacked once
     // and scored for the whole group.
+    // The zone's clusters are scattered over the codes and cold at every decode step (the
+    // model's weights pass through the caches between two steps): each pass requests the codes
+    // and row scales of the cluster kPrefetchAhead places ahead while it computes this one.
+    auto prefetch_cluster = [&](size_t i, const std::vector<uint8_t>& codes, int64_t row_bytes,
+                                const std::vector<float>& scales) {
+      if (i >= clusters.size()) return;
+      const int64_t b = offsets_[clusters[i]], s = cluster_size(clusters[i]);
+      cpu::detail::prefetch_bytes<3>(codes.data() + b * row_bytes,
+                                     static_cast<size_t>(s * row_bytes));
+      cpu::detail::prefetch_bytes<3>(scales.data() + 2 * b, static_cast<size_t>(2 * s) * 4);
+    };
     int64_t pos = 0;
-    for (int32_t c : clusters) {
+    for (size_t i = 0; i < clusters.size(); ++i) {
+      const int32_t c = clusters[i];
+      prefetch_cluster(i + kPrefetchAhead, key_codes_, key_row_bytes_, key_scales_);
       const int64_t b = offsets_[c], s = cluster_size(c);
       const cpu::RowSource<float> cen{centroids_.data() + int64_t{c} * d_, d_, nullptr, 0};
       rk.dot_rows(ws.a.data(), d_, g, cen, 1, d_, base, 1, none, 0);
@@ -315,7 +328,10 @@ class WaveQuantizedZone {
     }
     // Pass 3: sum_j e_j (min_j + scale_j code_j) = sum_j e_j min_j + sum_j (e_j scale_j) code_j.
     pos = 0;
-    for (int32_t c : clusters) {
+    float bias[kMaxGroup] = {};  // sum_j e_j min_j per head, in registers rather than ws
+    for (size_t i = 0; i < clusters.size(); ++i) {
+      const int32_t c = clusters[i];
+      prefetch_cluster(i + kPrefetchAhead, value_codes_, value_row_bytes_, value_scales_);
       const int64_t b = offsets_[c], s = cluster_size(c);
       if (!fused_values)
         for (int64_t j = 0; j < s; ++j)
@@ -323,10 +339,12 @@ class WaveQuantizedZone {
                  ws.rows.data() + j * d_, vector);
       for (int h = 0; h < g; ++h) {
         const float* e = ws.logits.data() + h * n_tok + pos;
+        float bh = 0.f;
         for (int64_t j = 0; j < s; ++j) {
           ws.w[h * max_size + j] = e[j] * value_scales_[2 * (b + j)];
-          ws.bias[h] += e[j] * value_scales_[2 * (b + j) + 1];
+          bh += e[j] * value_scales_[2 * (b + j) + 1];
         }
+        bias[h] += bh;
       }
 #if RETROKV_X86_SIMD
       if (fused_values)
@@ -352,7 +370,7 @@ class WaveQuantizedZone {
     for (int h = 0; h < g; ++h) {
       // z >= 1: the maximum's own term is exp(0).
       const float inv = 1.f / z[h];
-      for (int t = 0; t < d_; ++t) o(h, t) = (ws.acc[h * d_ + t] + ws.bias[h]) * inv;
+      for (int t = 0; t < d_; ++t) o(h, t) = (ws.acc[h * d_ + t] + bias[h]) * inv;
       lse[h] = m[h] + std::log(z[h]);
     }
   }
@@ -452,10 +470,12 @@ class WaveQuantizedZone {
   }
 
   static constexpr int kMaxGroup = 64;
+  /// Clusters ahead whose codes the estimate prefetches.
+  static constexpr size_t kPrefetchAhead = 3;
 
  private:
   struct Scratch {
-    std::vector<float> a, a_split, sum_a, logits, rows, w, acc, bias;
+    std::vector<float> a, a_split, sum_a, logits, rows, w, acc;
   };
   // Per-thread scratch: concurrent estimates stay independent, and a step allocates nothing
   // once the buffers have grown.
