@@ -70,6 +70,9 @@ typedef struct retrokv_config {
   int32_t threads;                  /* 0: all */
   int32_t async_build;              /* nonzero: build indexes in the background */
   int64_t host_memory_budget_bytes; /* 0: unlimited */
+  /* wave estimation zone: 0 = centroid formula (RetroInfer), 1 = variance-corrected,
+     2 = quantized (every zone token from 4-bit codes: lower error, ~16% more KV memory) */
+  int32_t wave_estimator;
 } retrokv_config;
 
 /* Per-layer statistics (retrokv::LayerStats); times in seconds summed over KV heads. */

@@ -79,6 +79,8 @@ retrokv::StoreConfig to_cpp(const retrokv_config& c) {
   s.params.roar.max_train_queries = c.roar_max_train_queries;
   s.params.wave.budget.estimation_frac = c.wave_estimation_fraction;
   s.params.wave.budget.tolerance = c.wave_tolerance;
+  s.params.wave.budget.estimator = static_cast<retrokv::WaveEstimator>(c.wave_estimator);
+  s.params.wave.quantized_zone = c.wave_estimator == 2;
   s.scale = c.scale;
   s.threads = c.threads;
   s.async_build = c.async_build != 0;
@@ -106,6 +108,7 @@ void retrokv_config_default(retrokv_config* config) {
   config->roar_max_train_queries = d.params.roar.max_train_queries;
   config->wave_estimation_fraction = d.params.wave.budget.estimation_frac;
   config->wave_tolerance = d.params.wave.budget.tolerance;
+  config->wave_estimator = static_cast<int32_t>(d.params.wave.budget.estimator);
   config->scale = d.scale;
   config->threads = d.threads;
   config->async_build = d.async_build ? 1 : 0;

@@ -11,6 +11,7 @@
 #include <istream>
 #include <ostream>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "retrokv/core/error.h"
@@ -165,6 +166,8 @@ struct StoreOptions {
   int roar_L = 0;
   int threads = 0;
   bool async_build = false;
+  std::string wave_estimator = "centroid";
+  int wave_bits = 4;
 
   void add_to(CLI::App& app) {
     app.add_option("--n-local", n_local, "steady zone: most recent tokens always exact")
@@ -189,6 +192,14 @@ struct StoreOptions {
         ->check(CLI::NonNegativeNumber);
     app.add_option("--threads", threads, "store threads (0 = OpenMP default)")
         ->check(CLI::NonNegativeNumber);
+    app.add_option("--wave-estimator", wave_estimator,
+                   "wave estimation zone: centroid (RetroInfer's formula), variance, or quantized "
+                   "(every zone token from --wave-bits codes; more memory, lower error)")
+        ->check(CLI::IsMember({"centroid", "variance", "quantized"}))
+        ->capture_default_str();
+    app.add_option("--wave-bits", wave_bits, "key and value bits of --wave-estimator quantized")
+        ->check(CLI::IsMember({2, 4, 8}))
+        ->capture_default_str();
     app.add_flag("--async-build", async_build,
                  "build each layer's index on a background thread (overlaps the layers' builds)");
   }
@@ -203,9 +214,24 @@ struct StoreOptions {
     c.params.roar.max_train_queries = max_train_queries;
     c.params.roar_ef = roar_ef;
     if (roar_L > 0) c.params.roar.L = roar_L;
+    if (wave_estimator == "variance") c.params.wave.budget.estimator = WaveEstimator::kVariance;
+    if (wave_estimator == "quantized") {
+      c.params.wave.budget.estimator = WaveEstimator::kQuantized;
+      c.params.wave.quantized_zone = true;
+      c.params.wave.quant.key_bits = c.params.wave.quant.value_bits = wave_bits;
+    }
     c.threads = threads;
     c.async_build = async_build;
     return c;
+  }
+
+  /// Backend name in tables and JSON: the policy, with the wave estimator when not the default.
+  std::string backend_name(Policy p) const {
+    if (p == Policy::kFull) return "full_store";
+    if (p == Policy::kWave && wave_estimator == "variance") return "wave_var";
+    if (p == Policy::kWave && wave_estimator == "quantized")
+      return "wave_q" + std::to_string(wave_bits);
+    return policy_name(p);
   }
 };
 

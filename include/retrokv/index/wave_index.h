@@ -11,7 +11,9 @@
 #include <cstring>
 #include <functional>
 #include <numeric>
+#include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "retrokv/core/attention_state.h"
@@ -27,6 +29,7 @@
 #include "retrokv/index/token_index.h"
 #include "retrokv/index/wave_attention.h"
 #include "retrokv/index/wave_params.h"
+#include "retrokv/index/wave_quantized_zone.h"
 
 namespace retrokv {
 
@@ -57,6 +60,7 @@ class WaveIndex : public TokenIndex {
     d_ = static_cast<int>(keys.cols);
     key_mean_.assign(d_, 0.f);
     cluster_offsets_.assign(1, 0);
+    if (params.quantized_zone) qzone_ = WaveQuantizedZone(d_, params.quant);
     const int64_t n = keys.rows;
     n_tokens_ = n;
     n_sink_ = std::min<int64_t>(n, params.n_sink);
@@ -184,6 +188,8 @@ class WaveIndex : public TokenIndex {
                     s.q.rows, ", ", s.index->d_, "), got (", s.o.rows, ", ", s.o.cols, ")");
       RETROKV_CHECK(s.lse != nullptr, "lse: expected a pointer to ", s.q.rows, " floats, got null");
       check_budget(budget ? *budget : s.index->params_.budget);
+      check_estimator_available(budget ? *budget : s.index->params_.budget,
+                                s.index->params_.quantized_zone);
     }
     // Up to kSlots steps in flight, each with its own scratch.
     for (int i0 = 0; i0 < n; i0 += kSlots) {
@@ -260,6 +266,11 @@ class WaveIndex : public TokenIndex {
   ConstMatrixView<float> steady_values() const { return view_of(steady_values_); }
   /// Tokens appended since the last update.
   int64_t pending() const { return pending_; }
+  /// The low-bit per-token copy read by WaveEstimator::kQuantized; null unless the index was
+  /// built with params.quantized_zone.
+  const WaveQuantizedZone* quantized_zone() const {
+    return params_.quantized_zone ? &qzone_ : nullptr;
+  }
 
   /// Bytes of cluster metadata and bookkeeping (not the KV copy).
   int64_t memory_bytes() const override {
@@ -269,13 +280,15 @@ class WaveIndex : public TokenIndex {
                                 (centroids_h_.size() + value_sums_h_.size()) * sizeof(half) +
                                 cluster_offsets_.size() * sizeof(int64_t) +
                                 (pos_ids_.size() + steady_ids_.size()) * sizeof(int32_t) +
-                                segments_.size() * sizeof(WaveSegment));
+                                segments_.size() * sizeof(WaveSegment) +
+                                (params_.quantized_zone ? qzone_.memory_bytes() : 0));
   }
 
   static constexpr const char* kMagic = "RKVWAVE1";
   /// Version 2 adds budget.estimator, budget.variance_cap and the per-cluster key variances;
-  /// version 1 files still load (defaults for the new budget fields, variances recomputed).
-  static constexpr uint32_t kVersion = 2;
+  /// version 3 the quantized zone (params.quantized_zone, params.quant, then the zone's codes).
+  /// Versions 1 and 2 still load (defaults for the new fields, variances recomputed, no codes).
+  static constexpr uint32_t kVersion = 3;
 
   /// Writes the whole index (params, metadata and the KV copy) to a versioned, checksummed file.
   void save(const std::string& path) const {
@@ -311,6 +324,10 @@ class WaveIndex : public TokenIndex {
     w.write_vector(value_sums_);
     w.write_vector(key_var_);
     w.write_vector(segments_);
+    w.write<bool>(params_.quantized_zone);
+    w.write<int32_t>(params_.quant.key_bits);
+    w.write<int32_t>(params_.quant.value_bits);
+    if (params_.quantized_zone) qzone_.write_to(w);
     w.save(path);
   }
 
@@ -337,11 +354,6 @@ class WaveIndex : public TokenIndex {
       p.budget.estimator = static_cast<WaveEstimator>(r.read<int32_t>());
       p.budget.variance_cap = r.read<double>();
     }
-    try {
-      check_params(p);
-    } catch (const Error& e) {
-      r.check(false, "params: ", e.what());
-    }
     x.d_ = r.read<int32_t>();
     x.n_tokens_ = r.read<int64_t>();
     x.n_sink_ = r.read<int64_t>();
@@ -362,7 +374,26 @@ class WaveIndex : public TokenIndex {
     x.value_sums_ = r.read_vector<float>();
     if (version >= 2) x.key_var_ = r.read_vector<float>();
     x.segments_ = r.read_vector<WaveSegment>();
+    if (version >= 3) {
+      p.quantized_zone = r.read<bool>();
+      p.quant.key_bits = r.read<int32_t>();
+      p.quant.value_bits = r.read<int32_t>();
+      if (p.quantized_zone) {
+        try {
+          x.qzone_ = WaveQuantizedZone::read_from(r);
+        } catch (const Error& e) {
+          r.check(false, "quantized zone: ", e.what());
+        }
+      }
+    }
     r.expect_end();
+    // The params are checked once all of them are read (the estimator's check needs the
+    // version-3 quantized_zone flag).
+    try {
+      check_params(p);
+    } catch (const Error& e) {
+      r.check(false, "params: ", e.what());
+    }
     // Consistency: every token exactly once, shapes agree, offsets increase to the row count.
     const uint64_t n_steady = x.steady_ids_.size(), n_pos = x.pos_ids_.size();
     r.check(x.key_mean_.size() == d, "key mean size");
@@ -403,6 +434,11 @@ class WaveIndex : public TokenIndex {
       next_cluster += s.n_clusters;
     }
     r.check(next_cluster == static_cast<int64_t>(n_c), "segment table covers the clusters");
+    if (p.quantized_zone)
+      r.check(x.qzone_.dim() == x.d_ && x.qzone_.params().key_bits == p.quant.key_bits &&
+                  x.qzone_.params().value_bits == p.quant.value_bits &&
+                  x.qzone_.cluster_offsets() == x.cluster_offsets_,
+              "quantized zone does not match the clusters");
     for (const auto* v : {&x.key_mean_, &x.steady_keys_, &x.steady_values_, &x.keys_, &x.values_,
                           &x.centroids_, &x.value_sums_, &x.key_var_})
       for (float f : *v) r.check(std::isfinite(f), "non-finite value");
@@ -435,7 +471,17 @@ class WaveIndex : public TokenIndex {
     RETROKV_CHECK(p.n_local >= 0, "params.n_local: expected >= 0, got ", p.n_local);
     RETROKV_CHECK(p.update_interval >= 1, "params.update_interval: expected >= 1, got ",
                   p.update_interval);
+    for (const auto& [bits, name] : {std::pair{p.quant.key_bits, "params.quant.key_bits"},
+                                     std::pair{p.quant.value_bits, "params.quant.value_bits"}})
+      RETROKV_CHECK(bits == 2 || bits == 4 || bits == 8, name, ": expected 2, 4 or 8, got ", bits);
     check_budget(p.budget);
+    check_estimator_available(p.budget, p.quantized_zone);
+  }
+  // kQuantized reads the low-bit copy, which only an index built with quantized_zone holds.
+  static void check_estimator_available(const WaveBudget& b, bool has_quantized_zone) {
+    RETROKV_CHECK(b.estimator != WaveEstimator::kQuantized || has_quantized_zone,
+                  "budget.estimator: kQuantized needs an index built with "
+                  "params.quantized_zone = true");
   }
   static void check_budget(const WaveBudget& b) {
     RETROKV_CHECK(b.retrieval_frac >= 0.0 && b.retrieval_frac <= 1.0,
@@ -448,10 +494,11 @@ class WaveIndex : public TokenIndex {
                   b.estimation_tokens);
     RETROKV_CHECK(b.tolerance >= 0.0 && b.tolerance < 1.0,
                   "budget.tolerance: expected in [0, 1), got ", b.tolerance);
-    RETROKV_CHECK(
-        b.estimator == WaveEstimator::kCentroid || b.estimator == WaveEstimator::kVariance,
-        "budget.estimator: expected kCentroid (0) or kVariance (1), got ",
-        static_cast<int32_t>(b.estimator));
+    RETROKV_CHECK(b.estimator == WaveEstimator::kCentroid ||
+                      b.estimator == WaveEstimator::kVariance ||
+                      b.estimator == WaveEstimator::kQuantized,
+                  "budget.estimator: expected kCentroid (0), kVariance (1) or kQuantized (2), got ",
+                  static_cast<int32_t>(b.estimator));
     RETROKV_CHECK(std::isfinite(b.variance_cap) && b.variance_cap >= 0.0,
                   "budget.variance_cap: expected finite >= 0, got ", b.variance_cap);
   }
@@ -546,6 +593,15 @@ class WaveIndex : public TokenIndex {
       cluster_sizes_.push_back(static_cast<float>(km.sizes[c]));
       push_cluster_variance(static_cast<int32_t>(n_clusters() - 1));
       ++seg.n_clusters;
+    }
+    if (params_.quantized_zone && seg.n_clusters > 0) {
+      // The zone numbers its clusters as the index does (both only ever append).
+      const int64_t c0 = seg.first_cluster, c1 = n_clusters();
+      const int64_t r0 = cluster_offsets_[c0], r1 = cluster_offsets_[c1];
+      qzone_.append(view_of(keys_).slice_rows(r0, r1 - r0),
+                    view_of(values_).slice_rows(r0, r1 - r0),
+                    std::span<const int64_t>(cluster_offsets_.data() + c0, c1 - c0 + 1),
+                    view_of(centroids_).slice_rows(c0, c1 - c0));
     }
     segments_.push_back(seg);
     push_half_metadata(static_cast<size_t>(seg.first_cluster) * d_);
@@ -682,8 +738,9 @@ class WaveIndex : public TokenIndex {
     const char* vs = half_ok_
                          ? static_cast<const char*>(static_cast<const void*>(value_sums_h_.data()))
                          : static_cast<const char*>(static_cast<const void*>(value_sums_.data()));
-    for (int64_t i = 0; i < sel.n_estimation; ++i)
-      cpu::detail::prefetch_bytes<3>(vs + sel.rank[sel.n_retrieval + i] * vs_row, vs_row);
+    if (b.estimator != WaveEstimator::kQuantized)  // kQuantized reads codes, not value sums
+      for (int64_t i = 0; i < sel.n_estimation; ++i)
+        cpu::detail::prefetch_bytes<3>(vs + sel.rank[sel.n_retrieval + i] * vs_row, vs_row);
     return sel;
   }
 
@@ -709,7 +766,12 @@ class WaveIndex : public TokenIndex {
                             lses + 2 * g, variance ? key_var_.data() : nullptr,
                             variance ? ws.a2.data() : nullptr, static_cast<float>(b.variance_cap));
     };
-    if (half_ok_) {
+    if (b.estimator == WaveEstimator::kQuantized) {
+      qzone_.estimate(q, scale,
+                      std::span<const int32_t>(sel.rank + sel.n_retrieval,
+                                               static_cast<size_t>(sel.n_estimation)),
+                      state(2), lses + 2 * g);
+    } else if (half_ok_) {
       estimate(value_sums_h_.data());
     } else {
       estimate(value_sums_.data());
@@ -978,6 +1040,7 @@ class WaveIndex : public TokenIndex {
   std::vector<half> centroids_h_, value_sums_h_;    // (C, d) the above in fp16, read by steps
   bool half_ok_ = true;                             // all of them within fp16's range
   std::vector<float> key_var_;                      // (C, d) per-dimension key variance
+  WaveQuantizedZone qzone_;  // low-bit copy of keys_/values_ (params_.quantized_zone only)
   std::vector<WaveSegment> segments_;
 };
 

@@ -19,6 +19,19 @@ enum class WaveEstimator : int32_t {
   /// SmolLM2 traces it cuts the median error of the default zones by about a third
   /// (docs/results.md). Costs d multiply-adds per estimated cluster and head, plus (C, d) floats.
   kVariance = 1,
+  /// retrokv extension: every token of the estimation zone's clusters attended from a low-bit
+  /// copy (WaveQuantizedZone: keys as residuals from the centroid, values raw, per-row scale and
+  /// min; 4 bits by default). The zones are unchanged, only their estimate. On the SmolLM2 traces
+  /// it takes the default zones from 3.7% (kCentroid) to 0.5% median error (docs/results.md,
+  /// issue 5, session 4), for about 16% of a float32 KV of extra memory (19% with its centroid
+  /// copy) and ~6x the zone's reads. Needs an index built with WaveParams::quantized_zone.
+  kQuantized = 2,
+};
+
+/// Bit widths of the quantized estimation zone (WaveEstimator::kQuantized).
+struct WaveQuantParams {
+  int key_bits = 4;    ///< bits per key code: 2, 4 or 8 (4: 0.51% median, 8: 0.34%, 2: 3.0%)
+  int value_bits = 4;  ///< bits per value code: 2, 4 or 8
 };
 
 /// How many clusters a decode step reads exactly (retrieval zone) and estimates from centroids
@@ -54,7 +67,11 @@ struct WaveParams {
   /// become a new segment of clusters (old segments are not re-clustered).
   int64_t update_interval = 1024;
   uint64_t seed = 0;  ///< recorded for reproducibility; seeds are evenly spaced (deterministic)
-  WaveBudget budget;  ///< default budget of attend() and select()
+  /// Keep a low-bit per-token copy of the clustered KV (WaveQuantizedZone) so that budgets may
+  /// use WaveEstimator::kQuantized. Off by default: it costs memory whether or not it is used.
+  bool quantized_zone = false;
+  WaveQuantParams quant;  ///< bit widths of that copy
+  WaveBudget budget;      ///< default budget of attend() and select()
 };
 
 /// What one decode step (one GQA group) did: the budget it chose and the work it took.

@@ -55,9 +55,16 @@ inline int64_t index_bytes_estimate(Policy p, const PolicyParams& pp, int64_t n,
       // and keep per key a list start (8), degree, slots, tree parent, squared norm (4 each),
       // in vectors that may also have doubled.
       return n * (int64_t{8} * d + 48 + int64_t{16} * pp.roar.M) + 8 + 4 * pp.roar.n_entry_points;
-    case Policy::kWave: {  // KV copy, ids, per cluster centroid + value sum + offset
+    case Policy::kWave: {
+      // KV copy and ids per token; per cluster the centroid, value sum and key variances (float),
+      // their fp16 copies, the size and the offset.
       const int64_t clusters = n / std::max(1, pp.wave.tokens_per_cluster) + 1;
-      return n * (int64_t{8} * d + 8) + clusters * (int64_t{8} * d + 8) + 8 * int64_t{d};
+      int64_t bytes = n * (int64_t{8} * d + 8) + clusters * (int64_t{16} * d + 12) + 8 * int64_t{d};
+      if (pp.wave.quantized_zone)  // codes + (scale, min) per row, the zone's centroids, offsets
+        bytes +=
+            n * ((int64_t{d} * (pp.wave.quant.key_bits + pp.wave.quant.value_bits) + 7) / 8 + 16) +
+            clusters * (int64_t{4} * d + 8);
+      return bytes;
     }
   }
   return 0;
