@@ -7,13 +7,14 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
-#include <fstream>
 #include <random>
 #include <string>
 #include <vector>
 
+#include "common/corrupt_file.h"
 #include "common/random_data.h"
 #include "common/test_util.h"
+#include "common/wave_legacy_file.h"
 #include "retrokv/core/reference_attention.h"
 #include "retrokv/index/wave_index.h"
 
@@ -245,30 +246,9 @@ TEST(WaveIndexQuantized, CorruptFilesThrow) {
   WaveIndex w(s.keys.view(), s.values.view(), quantized_params());
   const std::string path = temp_path("fuzz");
   w.save(path);
-  std::vector<char> good;
-  {
-    std::ifstream f(path, std::ios::binary);
-    good.assign(std::istreambuf_iterator<char>(f), {});
-  }
-  auto write = [&](const std::vector<char>& b) {
-    std::ofstream f(path, std::ios::binary | std::ios::trunc);
-    f.write(b.data(), static_cast<std::streamsize>(b.size()));
-  };
-  std::mt19937_64 rng(50);
-  const int trials = sanitizer_build() ? 30 : 100;
-  // Half the flips land in the last third of the file, where the zone is.
-  for (int t = 0; t < trials; ++t) {
-    std::vector<char> b = good;
-    const size_t lo = t % 2 ? 0 : 2 * good.size() / 3;
-    const size_t pos = std::uniform_int_distribution<size_t>(lo, good.size() - 1)(rng);
-    b[pos] = static_cast<char>(b[pos] ^ (1 << (t % 8)));
-    write(b);
-    EXPECT_THROW(WaveIndex::load(path), Error) << "bit flip at " << pos;
-    b = good;
-    b.resize(std::uniform_int_distribution<size_t>(lo, good.size() - 1)(rng));
-    write(b);
-    EXPECT_THROW(WaveIndex::load(path), Error) << "truncated to " << b.size();
-  }
+  // Half the corruptions land in the last third of the file, where the zone's codes are.
+  expect_corruptions_throw(
+      path, [&] { WaveIndex::load(path); }, sanitizer_build() ? 30 : 100, 50, 2.0 / 3.0);
   std::remove(path.c_str());
 }
 
@@ -280,49 +260,8 @@ TEST(WaveIndexQuantized, LoadsVersion2FilesWithoutCodes) {
   WaveParams p;
   p.segment_size = 2048;
   WaveIndex w(s.keys.view(), s.values.view(), p);
-  // The v2 layout, written field by field from the public accessors.
-  BinaryWriter bw(WaveIndex::kMagic, 2);
-  bw.write<int64_t>(p.segment_size);
-  bw.write<int32_t>(p.tokens_per_cluster);
-  bw.write<int32_t>(p.iterations);
-  bw.write<int32_t>(p.n_sink);
-  bw.write<int32_t>(p.n_local);
-  bw.write<int64_t>(p.update_interval);
-  bw.write<uint64_t>(p.seed);
-  bw.write<double>(p.budget.retrieval_frac);
-  bw.write<int64_t>(p.budget.retrieval_tokens);
-  bw.write<double>(p.budget.estimation_frac);
-  bw.write<int64_t>(p.budget.estimation_tokens);
-  bw.write<double>(p.budget.tolerance);
-  bw.write<int32_t>(static_cast<int32_t>(p.budget.estimator));
-  bw.write<double>(p.budget.variance_cap);
-  bw.write<int32_t>(d);
-  bw.write<int64_t>(n);
-  bw.write<int64_t>(p.n_sink);  // sinks of a fresh build
-  bw.write<int64_t>(w.pending());
-  bw.write<bool>(true);
-  std::vector<double> mean(d, 0.0);
-  for (int64_t i = p.n_sink; i < n - p.n_local; ++i)
-    for (int t = 0; t < d; ++t) mean[t] += s.keys(i, t);
-  std::vector<float> key_mean(d);
-  for (int t = 0; t < d; ++t) key_mean[t] = float(mean[t] / double(n - p.n_sink - p.n_local));
-  auto rows = [&](ConstMatrixView<float> m) {
-    return std::vector<float>(m.data, m.data + m.rows * m.cols);
-  };
-  bw.write_vector(key_mean);
-  bw.write_vector(w.steady_ids());
-  bw.write_vector(rows(w.steady_keys()));
-  bw.write_vector(rows(w.steady_values()));
-  bw.write_vector(w.cluster_offsets());
-  bw.write_vector(w.reordered_ids());
-  bw.write_vector(rows(w.reordered_keys()));
-  bw.write_vector(rows(w.reordered_values()));
-  bw.write_vector(rows(w.centroids()));
-  bw.write_vector(rows(w.value_sums()));
-  bw.write_vector(rows(w.key_variances()));
-  bw.write_vector(w.segments());
   const std::string path = temp_path("v2");
-  bw.save(path);
+  write_legacy_wave_file(w, s, p, 2, path);
   const WaveIndex r = WaveIndex::load(path);
   std::remove(path.c_str());
   EXPECT_FALSE(r.params().quantized_zone);

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "../../tools/retrokv-eval/fidelity_estimators.h"
+#include "common/corrupt_file.h"
 #include "common/random_data.h"
 #include "common/test_util.h"
 #include "retrokv/core/attention_state.h"
@@ -294,30 +295,8 @@ TEST(WaveQuantizedZone, SaveLoadRoundTripAndCorruptFilesThrow) {
   EXPECT_EQ(l1[0], l2[0]);
   EXPECT_EQ(l1[1], l2[1]);
 
-  std::vector<char> good;
-  {
-    std::ifstream f(path, std::ios::binary);
-    good.assign(std::istreambuf_iterator<char>(f), {});
-  }
-  auto write = [&](const std::vector<char>& b) {
-    std::ofstream f(path, std::ios::binary | std::ios::trunc);
-    f.write(b.data(), static_cast<std::streamsize>(b.size()));
-  };
-  std::mt19937_64 rng(13);
-  const int trials = sanitizer_build() ? 40 : 200;
-  for (int t = 0; t < trials; ++t) {
-    std::vector<char> b = good;
-    b.resize(std::uniform_int_distribution<size_t>(0, good.size() - 1)(rng));
-    write(b);
-    EXPECT_THROW(WaveQuantizedZone::load(path), Error) << "truncated to " << b.size();
-  }
-  for (int t = 0; t < trials; ++t) {
-    std::vector<char> b = good;
-    const size_t pos = std::uniform_int_distribution<size_t>(0, good.size() - 1)(rng);
-    b[pos] = static_cast<char>(b[pos] ^ (1 << (t % 8)));
-    write(b);
-    EXPECT_THROW(WaveQuantizedZone::load(path), Error) << "bit flip at " << pos;
-  }
+  expect_corruptions_throw(
+      path, [&] { WaveQuantizedZone::load(path); }, sanitizer_build() ? 40 : 200, 13);
 }
 
 // Payload corruption behind a valid checksum (as a buggy writer would produce): the structure
