@@ -24,7 +24,9 @@ enum class WaveEstimator : int32_t {
   /// min; 4 bits by default). The zones are unchanged, only their estimate. On the SmolLM2 traces
   /// it takes the default zones from 3.7% (kCentroid) to 0.5% median error (docs/results.md,
   /// issue 5, session 4), for about 16% of a float32 KV of extra memory (19% with its centroid
-  /// copy) and ~6x the zone's reads. Needs an index built with WaveParams::quantized_zone.
+  /// copy) and ~6x the zone's reads: on the CPU its decode step at 8K costs about as much as
+  /// exact attention (fused AVX-512 4-bit kernels; a fidelity option, not a speed one yet).
+  /// Needs an index built with WaveParams::quantized_zone.
   kQuantized = 2,
 };
 
