@@ -17,6 +17,7 @@
 #include "common/random_data.h"
 #include "common/test_util.h"
 #include "common/wave_legacy_file.h"
+#include "common/wave_zone_reference.h"
 #include "retrokv/core/reference_attention.h"
 #include "retrokv/index/wave_index.h"
 
@@ -851,18 +852,7 @@ TEST(WaveIndex, AttendIsBitIdenticalToZoneKernels) {
         const WaveSelection sel = w.select(q, scale, &b);
         ASSERT_FALSE(sel.retrieval.empty());
         ASSERT_EQ(sel.estimation.empty(), est_frac == 0.0);
-        Matrix<float> zs(3 * g, d);
-        std::vector<float> zl(3 * g);
-        cpu::attend_range<float>(q, w.steady_keys(), w.steady_values(), 0,
-                                 int64_t(w.steady_ids().size()), scale,
-                                 MatrixView<float>(zs.row(0), g, d), zl.data());
-        std::vector<int32_t> rows;
-        for (int32_t c : sel.retrieval)
-          for (int64_t p = w.cluster_offsets()[c]; p < w.cluster_offsets()[c + 1]; ++p)
-            rows.push_back(int32_t(p));
-        cpu::attend_ids<float>(q, w.reordered_keys(), w.reordered_values(), rows.data(),
-                               int64_t(rows.size()), scale, MatrixView<float>(zs.row(g), g, d),
-                               zl.data() + g);
+        WaveZoneStates zones(w, q, scale, sel);
         // Logits of the estimate as attend() scores them (the same row kernel over the fp16
         // centroids, then * scale), and the fp16 value sums.
         ASSERT_TRUE(w.half_metadata());
@@ -872,15 +862,11 @@ TEST(WaveIndex, AttendIsBitIdenticalToZoneKernels) {
         for (float& x : logits) x *= scale;
         detail::estimate_zone(logits.data(), n_c, g, w.cluster_offsets().data(),
                               w.step_value_sums().data, sel.estimation.data(),
-                              int64_t(sel.estimation.size()), d, zs.row(2 * g), zl.data() + 2 * g);
+                              int64_t(sel.estimation.size()), d, zones.estimate_o().data,
+                              zones.estimate_lse());
         for (int h = 0; h < g; ++h) {
-          std::vector<float> merged(size_t(3) * d), want(d);
-          float l[3];
-          for (int z = 0; z < 3; ++z) {
-            std::copy(zs.row(z * g + h), zs.row(z * g + h) + d, merged.data() + z * d);
-            l[z] = zl[z * g + h];
-          }
-          const float want_lse = merge_states_n(merged.data(), l, 3, d, want.data());
+          std::vector<float> want;
+          const float want_lse = zones.merged(h, want);
           if (est_frac == 0.0) {
             EXPECT_EQ(lse[h], want_lse) << "n " << n << " d " << d << " head " << h;
             for (int t = 0; t < d; ++t)

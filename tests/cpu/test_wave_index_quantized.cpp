@@ -15,6 +15,7 @@
 #include "common/random_data.h"
 #include "common/test_util.h"
 #include "common/wave_legacy_file.h"
+#include "common/wave_zone_reference.h"
 #include "retrokv/core/reference_attention.h"
 #include "retrokv/index/wave_index.h"
 
@@ -122,28 +123,12 @@ TEST(WaveIndexQuantized, StepEqualsZoneKernelsMerged) {
     w.attend(q, scale, o.view(), lse, nullptr, &b);
     const WaveSelection sel = w.select(q, scale, &b);
     ASSERT_FALSE(sel.estimation.empty());
-    Matrix<float> zs(3 * g, d);
-    std::vector<float> zl(3 * g);
-    cpu::attend_range<float>(q, w.steady_keys(), w.steady_values(), 0,
-                             int64_t(w.steady_ids().size()), scale,
-                             MatrixView<float>(zs.row(0), g, d), zl.data());
-    std::vector<int32_t> rows;
-    for (int32_t c : sel.retrieval)
-      for (int64_t p = w.cluster_offsets()[c]; p < w.cluster_offsets()[c + 1]; ++p)
-        rows.push_back(int32_t(p));
-    cpu::attend_ids<float>(q, w.reordered_keys(), w.reordered_values(), rows.data(),
-                           int64_t(rows.size()), scale, MatrixView<float>(zs.row(g), g, d),
-                           zl.data() + g);
-    w.quantized_zone()->estimate(q, scale, sel.estimation, MatrixView<float>(zs.row(2 * g), g, d),
-                                 zl.data() + 2 * g);
+    WaveZoneStates zones(w, q, scale, sel);
+    w.quantized_zone()->estimate(q, scale, sel.estimation, zones.estimate_o(),
+                                 zones.estimate_lse());
     for (int h = 0; h < g; ++h) {
-      std::vector<float> merged(size_t(3) * d), want(d);
-      float l[3];
-      for (int z = 0; z < 3; ++z) {
-        std::copy(zs.row(z * g + h), zs.row(z * g + h) + d, merged.data() + z * d);
-        l[z] = zl[z * g + h];
-      }
-      const float want_lse = merge_states_n(merged.data(), l, 3, d, want.data());
+      std::vector<float> want;
+      const float want_lse = zones.merged(h, want);
       EXPECT_NEAR(lse[h], want_lse, 1e-5f * std::max(1.f, std::abs(want_lse)));
       // Float sums over ~2000 zone tokens in another order: relative to the row's scale.
       float row_max = 0;

@@ -291,8 +291,7 @@ int run_e2e(int argc, char** argv) {
       const LayerStats st = store.stats();
       // "full" here is the store's exact policy (same kernel as the reference, through the
       // store): a same-run timing baseline when the reference came from --cache.
-      emit(opts.backend_name(p), budget, double(agree) / new_tokens,
-           kl_sum / new_tokens, &st, r);
+      emit(opts.backend_name(p), budget, double(agree) / new_tokens, kl_sum / new_tokens, &st, r);
     }
   }
   return 0;

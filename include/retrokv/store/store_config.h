@@ -202,12 +202,11 @@ struct StoreConfig {
                       b.estimation_tokens >= 0 && b.tolerance >= 0.0 && b.tolerance < 1.0,
                   "config.params.wave.budget: expected estimation_frac in [0, 1], ",
                   "estimation_tokens >= 0, tolerance in [0, 1)");
-    RETROKV_CHECK(b.estimator == WaveEstimator::kCentroid ||
-                      b.estimator == WaveEstimator::kVariance ||
-                      (b.estimator == WaveEstimator::kQuantized && p.wave.quantized_zone),
-                  "config.params.wave.budget.estimator: expected kCentroid (0), kVariance (1) or ",
-                  "kQuantized (2, with params.wave.quantized_zone), got ",
-                  static_cast<int32_t>(b.estimator));
+    RETROKV_CHECK(
+        b.estimator == WaveEstimator::kCentroid || b.estimator == WaveEstimator::kVariance ||
+            (b.estimator == WaveEstimator::kQuantized && p.wave.quantized_zone),
+        "config.params.wave.budget.estimator: expected kCentroid (0), kVariance (1) or ",
+        "kQuantized (2, with params.wave.quantized_zone), got ", static_cast<int32_t>(b.estimator));
     for (const int bits : {p.wave.quant.key_bits, p.wave.quant.value_bits})
       RETROKV_CHECK(bits == 2 || bits == 4 || bits == 8,
                     "config.params.wave.quant: expected key_bits and value_bits in {2, 4, 8}, got ",
